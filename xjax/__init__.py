@@ -1,0 +1,10 @@
+"""xjax: explain vision models in JAX."""
+
+from xjax import attributions as attributions
+from xjax import data as data
+from xjax import models as models
+from xjax import plots as plots
+from xjax import train as train
+from xjax import typing as typing
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Private helpers shared across xjax (validation, batching). Never user-facing."""

@@ -1,0 +1,43 @@
+"""Eager input validation: clear errors before anything is traced or compiled."""
+
+import numpy as np
+
+_CHANNEL_COUNTS = (1, 2, 3, 4)
+
+
+def check_images(x, name: str = "x", *, channels: int | None = None,
+                 where: str = "") -> None:
+    """Raise a clear error unless ``x`` looks like a batch of NHWC images.
+
+    Works on NumPy arrays, JAX arrays and tracers (only the static shape and dtype are read).
+    """
+    prefix = f"{where}: " if where else ""
+    shape = getattr(x, "shape", None)
+    dtype = getattr(x, "dtype", None)
+    if shape is None or dtype is None:
+        raise TypeError(f"{prefix}{name} must be an array of images f32[N, H, W, C], "
+                        f"got {type(x).__name__}")
+    if not np.issubdtype(np.dtype(dtype), np.floating):
+        raise TypeError(f"{prefix}{name} must be floating point images in [0, 1], got dtype "
+                        f"{np.dtype(dtype).name}; convert uint8 images with x / 255")
+    if len(shape) != 4:
+        raise ValueError(f"{prefix}{name} must have rank 4 (N, H, W, C), got shape {tuple(shape)}"
+                         + ("; add a batch axis with x[None]" if len(shape) == 3 else ""))
+    if channels is not None and shape[-1] != channels:
+        if shape[1] == channels:
+            raise ValueError(f"{prefix}{name} looks channel-first (shape {tuple(shape)}); xjax "
+                             f"expects channels-last NHWC: use x.transpose(0, 2, 3, 1)")
+        raise ValueError(f"{prefix}{name} must have {channels} channels in its last axis, got "
+                         f"shape {tuple(shape)}")
+    if channels is None and shape[-1] not in _CHANNEL_COUNTS and shape[1] in _CHANNEL_COUNTS:
+        raise ValueError(f"{prefix}{name} looks channel-first (shape {tuple(shape)}); xjax expects "
+                         f"channels-last NHWC: use x.transpose(0, 2, 3, 1)")
+
+
+def check_positive_int(value, name: str, *, where: str = "", minimum: int = 1) -> int:
+    prefix = f"{where}: " if where else ""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{prefix}{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{prefix}{name} must be >= {minimum}, got {value}")
+    return int(value)

@@ -1,0 +1,23 @@
+"""Real data available offline: sample photos from installed wheels, Fashion-MNIST from IDX files."""
+
+from xjax.data._fashion_mnist import FASHION_MNIST_DIR as FASHION_MNIST_DIR
+from xjax.data._fashion_mnist import fashion_mnist as fashion_mnist
+from xjax.data._fashion_mnist import fashion_mnist_arrays as fashion_mnist_arrays
+from xjax.data._fashion_mnist import read_idx as read_idx
+from xjax.data._photos import SAMPLE_PHOTOS as SAMPLE_PHOTOS
+from xjax.data._photos import Photo as Photo
+from xjax.data._photos import load_images as load_images
+from xjax.data._photos import resize_center_crop as resize_center_crop
+from xjax.data._photos import sample_photos as sample_photos
+
+__all__ = [
+    "FASHION_MNIST_DIR",
+    "SAMPLE_PHOTOS",
+    "Photo",
+    "fashion_mnist",
+    "fashion_mnist_arrays",
+    "load_images",
+    "read_idx",
+    "resize_center_crop",
+    "sample_photos",
+]
