@@ -59,7 +59,7 @@ class Conv2d(nnx.Module):
             x, self.kernel[...], window_strides=(s, s), padding=pad,
             dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=self.groups)
         if self.bias is not None:
-            y = y + self.bias[...]
+            y = y + self.bias[...].reshape(1, 1, 1, -1)
         return y
 
 
@@ -77,6 +77,5 @@ def max_pool(x: Float[Array, "B H W C"], window: int, stride: int | None = None,
     b, h, w, c = x.shape
     if stride == window and padding == 0 and h % window == 0 and w % window == 0:
         return x.reshape(b, h // window, window, w // window, window, c).max(axis=(2, 4))
-    init = jnp.array(-jnp.inf, x.dtype)
-    return lax.reduce_window(x, init, lax.max, (1, window, window, 1), (1, stride, stride, 1),
+    return lax.reduce_window(x, -jnp.inf, lax.max, (1, window, window, 1), (1, stride, stride, 1),
                              [(0, 0), (padding, padding), (padding, padding), (0, 0)])

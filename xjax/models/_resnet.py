@@ -91,8 +91,8 @@ class ResNet(nnx.Module):
     def features(self, x: Float[Array, "B H W C"]) -> Float[Array, "B h w F"]:
         check_images(x, "x", channels=self.in_channels, where="resnet")
         if self.in_channels == 3:
-            mean = jnp.asarray(IMAGENET_MEAN, x.dtype)
-            std = jnp.asarray(IMAGENET_STD, x.dtype)
+            mean = jnp.asarray(IMAGENET_MEAN, x.dtype).reshape(1, 1, 1, 3)
+            std = jnp.asarray(IMAGENET_STD, x.dtype).reshape(1, 1, 1, 3)
             x = (x - mean) / std
         h = jax.nn.relu(self.bn1(self.conv1(x)))
         h = max_pool(h, 3, 2, padding=1)

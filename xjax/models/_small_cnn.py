@@ -113,7 +113,7 @@ def set_flat_params(module: nnx.Module, weights: dict[str, np.ndarray]) -> None:
             name = ".".join(map(str, path))
             if name not in weights:
                 raise ValueError(f"weights: missing {name!r}")
-            if tuple(weights[name].shape) != tuple(var.value.shape):
+            if tuple(weights[name].shape) != tuple(var.get_value().shape):
                 raise ValueError(f"weights: {name!r} has shape {weights[name].shape}, expected "
-                                 f"{tuple(var.value.shape)}")
-            var.value = jnp.asarray(weights[name])
+                                 f"{tuple(var.get_value().shape)}")
+            var.set_value(jnp.asarray(weights[name]))

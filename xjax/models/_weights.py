@@ -79,11 +79,11 @@ def load_state_dict(module: nnx.Module, state_dict: Mapping[str, np.ndarray], *,
         if key not in state_dict:
             raise ValueError(f"state_dict: missing key {key!r} (for {'.'.join(map(str, path))})")
         value = _to_ours(np.asarray(state_dict[key]), path[-1])
-        expected = tuple(var.value.shape)
+        expected = tuple(var.get_value().shape)
         if value.shape != expected:
             raise ValueError(f"state_dict: {key!r} has shape {np.shape(state_dict[key])}, which "
                              f"gives {value.shape}, but the model expects {expected}")
-        var.value = jnp.asarray(value, dtype=var.value.dtype)
+        var.set_value(jnp.asarray(value, dtype=var.get_value().dtype))
         used.add(key)
     extra = sorted(k for k in state_dict if k not in used and not ignore(k))
     if extra:
@@ -93,5 +93,5 @@ def load_state_dict(module: nnx.Module, state_dict: Mapping[str, np.ndarray], *,
 
 def to_state_dict(module: nnx.Module, *, prefix: str = "") -> dict[str, np.ndarray]:
     """The inverse of :func:`load_state_dict`: a PyTorch-layout ``{name: numpy array}`` dict."""
-    return {_torch_key(path, prefix): _to_theirs(np.asarray(var.value), path[-1])
+    return {_torch_key(path, prefix): _to_theirs(np.asarray(var.get_value()), path[-1])
             for path, var in _variables(module)}
