@@ -68,7 +68,10 @@ def make_train_step(model_fn: ModelFn, optimizer: optax.GradientTransformation, 
 
     def step(params: Params, opt_state: Any, x: Float[Array, "B H W C"], y: Int[Array, " B"]):
         loss, grads = jax.value_and_grad(loss_of)(params, x, y)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
+        # optax mixes Python floats with int32 step counts (bias correction), which strict
+        # promotion rejects; the optimizer is traced under standard promotion.
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
     return step

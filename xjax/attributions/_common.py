@@ -12,9 +12,11 @@ def check_batch_size(batch_size, where: str):
     return check_positive_int(batch_size, "batch_size", where=where)
 
 
-def check_inputs(x, y, where: str, num_classes: int | None = None) -> None:
-    """``x`` NHWC floating images; ``y`` one label per image, in range when known and concrete."""
+def check_inputs(x, y, where: str, model_fn=None, params=None) -> None:
+    """``x`` NHWC floating images; ``y`` one label per image, and, when ``model_fn`` is given,
+    integer labels in ``[0, K)`` (K from an abstract evaluation; traced labels are not checked)."""
     check_images(x, "x", where=where)
+    num_classes = output_classes(model_fn, params, x) if model_fn is not None else None
     leaves = jax.tree.leaves(y)
     if not leaves:
         raise TypeError(f"{where}: y must be i32[N] labels or a per-example pytree, got {y!r}")

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from xjax._internal.batching import chunked
-from xjax.attributions._common import check_batch_size, check_inputs, output_classes
+from xjax.attributions._common import check_batch_size, check_inputs
 from xjax.attributions._score import logit
 from xjax.typing import Explainer, ModelFn, ScoreFn
 
@@ -66,7 +66,7 @@ def saliency(model_fn: ModelFn, *, score_fn: ScoreFn = logit, batch_size: int | 
 
     def explainer(params, x: Float[Array, "N H W C"], y, *, key=None):
         del key  # deterministic
-        check_inputs(x, y, "saliency", output_classes(model_fn, params, x))
+        check_inputs(x, y, "saliency", model_fn, params)
 
         def grads(xb, yb):  # examples are independent, so grad of the sum is per-example
             return jax.grad(lambda xs: score_fn(model_fn(params, xs), yb).sum())(xb)

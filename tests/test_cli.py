@@ -1,0 +1,48 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from xjax import cli
+
+
+def test_help():
+    out = subprocess.run([sys.executable, "-m", "xjax.cli", "--help"], capture_output=True,
+                         text=True, check=True)
+    assert "explain" in out.stdout
+
+
+def test_explain_writes_figures_and_resumes(tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "b", "c"):
+        Image.fromarray(rng.integers(0, 255, (40, 36, 3), dtype=np.uint8)).save(images / f"{name}.png")
+    out = tmp_path / "out"
+    args = ["explain", "--model", "small_cnn", "--method", "saliency", "--images", str(images),
+            "--out", str(out), "--batch-size", "2"]
+    assert cli.main(args) == 0
+    written = sorted(os.listdir(out))
+    assert written == ["a_saliency.png", "b_saliency.png", "c_saliency.png"]
+    with Image.open(out / "a_saliency.png") as im:
+        assert im.size[0] > 300
+    # an interrupted run loses a figure; the rerun redoes only that one
+    os.remove(out / "b_saliency.png")
+    mtime = os.path.getmtime(out / "a_saliency.png")
+    capsys.readouterr()
+    assert cli.main(args) == 0
+    assert os.path.getmtime(out / "a_saliency.png") == mtime
+    assert sorted(os.listdir(out)) == written
+    assert "skipping 2" in capsys.readouterr().err
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(SystemExit):
+        cli.main(["explain", "--model", "alexnet"])
+    with pytest.raises(SystemExit):
+        cli.main(["explain", "--images", str(tmp_path / "missing")])
+    with pytest.raises(SystemExit):
+        cli.main(["explain", "--method", "magic"])
