@@ -9,9 +9,9 @@ import jax
 assert jax.devices()[0].platform == "gpu", jax.devices()
 print(jax.devices()[0].device_kind, "jax", jax.__version__)
 PY
-python3 benchmarks/models.py --models small_cnn --batch-sizes 256,4096 --repeats 10 \
+[ -n "${SKIP_F32:-}" ] || python3 benchmarks/models.py --models small_cnn --batch-sizes 256,4096 --repeats 10 \
   --json "$out/gpu_small_f32.json"
-python3 benchmarks/models.py --models efficientnet_lite0,resnet18,resnet50,vit_tiny \
+[ -n "${SKIP_F32:-}" ] || python3 benchmarks/models.py --models efficientnet_lite0,resnet18,resnet50,vit_tiny \
   --batch-sizes 1,64 --repeats 10 --json "$out/gpu_f32.json"
 python3 benchmarks/models.py --models efficientnet_lite0,resnet18,resnet50,vit_tiny \
   --batch-sizes 64 --precision bfloat16 --repeats 10 --json "$out/gpu_bf16.json"

@@ -1,5 +1,6 @@
 """Eager input validation: clear errors before anything is traced or compiled."""
 
+import jax.numpy as jnp
 import numpy as np
 
 _CHANNEL_COUNTS = (1, 2, 3, 4)
@@ -17,7 +18,7 @@ def check_images(x, name: str = "x", *, channels: int | None = None,
     if shape is None or dtype is None:
         raise TypeError(f"{prefix}{name} must be an array of images f32[N, H, W, C], "
                         f"got {type(x).__name__}")
-    if not np.issubdtype(np.dtype(dtype), np.floating):
+    if not jnp.issubdtype(dtype, jnp.floating):  # bfloat16 included (not a NumPy floating)
         raise TypeError(f"{prefix}{name} must be floating point images in [0, 1], got dtype "
                         f"{np.dtype(dtype).name}; convert uint8 images with x / 255")
     if len(shape) != 4:
