@@ -29,9 +29,8 @@ def lite0():
 
 @pytest.fixture(scope="session")
 def lite0_state_dict():
-    from xjax.models._efficientnet import _weights_path
-
     import xjax
+    from xjax.models._efficientnet import _weights_path
 
     return xjax.models.load_torch_checkpoint(_weights_path())
 

@@ -43,7 +43,7 @@ def test_data_parallel_equals_single_device(toy_data):
     one = _fit(x, y, mesh=Mesh(np.array(jax.devices()[:1]), ("data",)))
     eight = _fit(x, y, mesh=Mesh(np.array(jax.devices()[:8]), ("data",)))
     assert len(jax.devices()) == 8
-    for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(eight.params)):
+    for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(eight.params), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert eight.params["w"].sharding.is_fully_replicated
 
@@ -55,7 +55,7 @@ def test_resume_after_interruption_matches_uninterrupted(toy_data, tmp_path):
     resumed = _fit(x, y, epochs=4, checkpoint_dir=ckpt)  # restarted with the full budget
     assert [h["epoch"] for h in resumed.history] == [3, 4]  # nothing redone, nothing skipped
     straight = _fit(x, y, epochs=4)
-    for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(straight.params)):
+    for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(straight.params), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     again = _fit(x, y, epochs=4, checkpoint_dir=ckpt)    # already finished: no work
     assert again.history == []

@@ -61,7 +61,7 @@ def _explain(args) -> int:
         group = todo[start:start + args.batch_size]
         x = np.stack([prepare(im) for _, im in group])
         probs, ys, maps = jax.device_get(run(model.params, x))
-        for (name, _), xi, p, mi in zip(group, x, probs, maps):
+        for (name, _), xi, p, mi in zip(group, x, probs, maps, strict=True):
             top = np.argsort(-p)[:5]
             label = (lambda k: model.class_names[k] if model.class_names else str(k))
             fig, axes = plt.subplots(1, 3, figsize=(9, 3.2),

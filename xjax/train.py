@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import jmp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float, Int
 
 from xjax._internal.validate import check_images, check_positive_int

@@ -9,10 +9,10 @@ values with NumPy alone. Both on-disk formats are written: zip (default) and leg
 import collections
 import os
 
-import torch
-
 
 def state():
+    import torch  # only this script needs torch; the tests read the files it wrote
+
     base = torch.arange(24, dtype=torch.float32).reshape(2, 3, 4) / 8.0 - 1.0
     shared = torch.arange(10, dtype=torch.float64) * 0.5
     return collections.OrderedDict([
@@ -30,6 +30,8 @@ def state():
 
 
 if __name__ == "__main__":
+    import torch
+
     here = os.path.join(os.path.dirname(__file__), "data")
     os.makedirs(here, exist_ok=True)
     torch.save(state(), os.path.join(here, "fixture_zip.pth"))

@@ -54,7 +54,7 @@ def numpy_lite0(sd, images):
     h = (images.astype(np.float64) * 255 - 127) / 128
     h = _relu6(_bn(_conv(h, sd["_conv_stem.weight"], 2), sd, "_bn0"))
     b = 0
-    for repeats, k, s, e, cin, cout in STAGES:
+    for repeats, _k, s, e, _cin, _cout in STAGES:
         for r in range(repeats):
             p = f"_blocks.{b}."
             inp, stride = h, (s if r == 0 else 1)
@@ -110,7 +110,7 @@ def test_logits_match_torch(lite0, lite0_state_dict, photos128):
     x = (torch.from_numpy(photos128).permute(0, 3, 1, 2) * 255 - 127) / 128
     h = F.relu6(bn(conv(x, sd["_conv_stem.weight"], 2), "_bn0"))
     b = 0
-    for repeats, k, s, e, cin, cout in STAGES:
+    for repeats, _k, s, e, _cin, _cout in STAGES:
         for r in range(repeats):
             p, inp, stride = f"_blocks.{b}.", h, (s if r == 0 else 1)
             if e != 1:

@@ -54,7 +54,7 @@ def test_checkpoint_round_trip(tmp_path):
     b = xjax.models.small_cnn(key=jax.random.key(2))
     xjax.models.save_checkpoint(tmp_path / "ckpt", a.params)
     restored = xjax.models.restore_checkpoint(tmp_path / "ckpt", b.params)
-    for u, v in zip(jax.tree.leaves(restored), jax.tree.leaves(a.params)):
+    for u, v in zip(jax.tree.leaves(restored), jax.tree.leaves(a.params), strict=True):
         np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
     with pytest.raises(FileExistsError, match="path"):
         xjax.models.save_checkpoint(tmp_path / "ckpt", a.params)

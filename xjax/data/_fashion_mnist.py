@@ -47,7 +47,7 @@ def _check_source(source_dir: str) -> dict[str, tuple[str, str]]:
     found, missing = {}, []
     for split, stems in _FILES.items():
         paths = tuple(_find(source_dir, s) for s in stems)
-        missing += [s + "[.gz]" for s, p in zip(stems, paths) if p is None]
+        missing += [s + "[.gz]" for s, p in zip(stems, paths, strict=True) if p is None]
         found[split] = paths
     if missing:
         raise FileNotFoundError(

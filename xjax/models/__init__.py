@@ -8,21 +8,21 @@ Every zoo constructor returns a :class:`xjax.typing.Model` (``model_fn``, ``para
 from xjax.models._bridge import from_linen as from_linen
 from xjax.models._bridge import from_nnx as from_nnx
 from xjax.models._bridge import model_from_nnx as model_from_nnx
-from xjax.models._efficientnet import efficientnet_lite0 as efficientnet_lite0
-from xjax.models._efficientnet import imagenet_class_names as imagenet_class_names
 from xjax.models._checkpoint import restore_checkpoint as restore_checkpoint
 from xjax.models._checkpoint import save_checkpoint as save_checkpoint
+from xjax.models._efficientnet import efficientnet_lite0 as efficientnet_lite0
+from xjax.models._efficientnet import imagenet_class_names as imagenet_class_names
 from xjax.models._resnet import resnet18 as resnet18
 from xjax.models._resnet import resnet50 as resnet50
 from xjax.models._small_cnn import small_cnn as small_cnn
-from xjax.models._vit import vit_tiny as vit_tiny
-from xjax.models._zoo import ZOO as ZOO
-from xjax.models._zoo import get_model as get_model
 from xjax.models._torch_reader import UnreadableCheckpointError as UnreadableCheckpointError
 from xjax.models._torch_reader import UnsafeCheckpointError as UnsafeCheckpointError
 from xjax.models._torch_reader import load_torch_checkpoint as load_torch_checkpoint
+from xjax.models._vit import vit_tiny as vit_tiny
 from xjax.models._weights import load_state_dict as load_state_dict
 from xjax.models._weights import to_state_dict as to_state_dict
+from xjax.models._zoo import ZOO as ZOO
+from xjax.models._zoo import get_model as get_model
 
 __all__ = [
     "UnreadableCheckpointError",

@@ -80,7 +80,7 @@ class ResNet(nnx.Module):
         self.conv1 = Conv2d(in_channels, 64, 7, stride=2, padding=3, rngs=rngs)
         self.bn1 = batch_norm(64, rngs=rngs)
         cin = 64
-        for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers)):
+        for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers, strict=True)):
             blocks = []
             for j in range(n):
                 blocks.append(block(cin, planes, (1 if i == 0 or j > 0 else 2), rngs=rngs))

@@ -78,7 +78,7 @@ class _TensorRef:
         itemsize = data.dtype.itemsize
         if not self.size:
             return data[self.offset].copy()
-        needed = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride)) + 1
+        needed = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride, strict=True)) + 1
         if min(self.size) > 0 and needed > data.size:
             raise UnreadableCheckpointError(
                 f"tensor of size {self.size} runs past the end of storage {self.storage.key!r}")
