@@ -1,4 +1,11 @@
-"""Chunked evaluation: bound the number of images in any single model call."""
+"""Chunked evaluation: bound the number of images in any single model call.
+
+Explainers evaluate the model on ``T = N x P`` items (N inputs, P perturbed copies or samples
+each). The items are flattened, cut into chunks of ``batch_size`` and run by one ``lax.scan``:
+each chunk builds its own images from item indices (so no ``[N, P, H, W, C]`` tensor is ever
+materialized), calls the model once, and adds its contribution to accumulators indexed by the
+input ``n``. Memory is bounded by ``batch_size`` images plus the accumulators, whatever N and P.
+"""
 
 from collections.abc import Callable
 from typing import Any
@@ -32,3 +39,27 @@ def chunked(fn: Callable[..., Any], batch_size: int | None) -> Callable[..., Any
         return jax.tree.map(lambda a: a.reshape((chunks * batch_size,) + a.shape[2:])[:n], out)
 
     return run
+
+
+def scan_items(step: Callable[[Any, jax.Array, jax.Array], Any], carry: Any, total: int,
+               batch_size: int | None) -> Any:
+    """Fold ``step(carry, t: i32[b], valid: bool[b]) -> carry`` over the item indices
+    ``0 .. total-1`` in chunks of ``b = min(batch_size, total)``, as one ``lax.scan``.
+
+    The last chunk is padded with copies of the last index and ``valid`` marks the real items;
+    ``step`` must weight its contributions by ``valid``.
+    """
+    b = total if batch_size is None else min(batch_size, total)
+    chunks = -(-total // b)
+    t = jnp.arange(chunks * b, dtype=jnp.int32).reshape(chunks, b)
+    valid = t < total
+    t = jnp.minimum(t, total - 1)
+    if chunks == 1:
+        return step(carry, t[0], valid[0])
+    carry, _ = jax.lax.scan(lambda c, xs: (step(c, *xs), None), carry, (t, valid))
+    return carry
+
+
+def take(tree: Any, index: jax.Array) -> Any:
+    """``tree[index]`` on every leaf (per-item labels from per-input labels)."""
+    return jax.tree.map(lambda a: jnp.take(a, index, axis=0), tree)

@@ -1,28 +1,20 @@
-"""Saliency: the gradient of the explained score with respect to the input."""
+"""Saliency and gradient x input: single-gradient attributions."""
 
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from xjax._internal.batching import chunked
-from xjax.attributions._common import check_batch_size, check_inputs
+from xjax.attributions._common import (check_batch_size, check_inputs, check_reduction,
+                                       gradient_moments, reduce_channels)
 from xjax.attributions._score import logit
 from xjax.typing import Explainer, ModelFn, ScoreFn
 
-__all__ = ["saliency"]
-
-_REDUCTIONS = ("max", "mean", "sum", None)
+__all__ = ["gradient_input", "saliency"]
 
 
-def reduce_channels(maps: Float[Array, "N H W C"], reduction: str | None
-                    ) -> Float[Array, "N H W"] | Float[Array, "N H W C"]:
-    if reduction == "max":
-        return maps.max(axis=-1)
-    if reduction == "mean":
-        return maps.mean(axis=-1)
-    if reduction == "sum":
-        return maps.sum(axis=-1)
-    return maps
+def _input_gradient(model_fn, score_fn, params, x, y, batch_size):
+    (g,) = gradient_moments(model_fn, score_fn, params, x, y, lambda xi, s: xi,
+                            jnp.ones((1,), x.dtype), batch_size=batch_size)
+    return g
 
 
 def saliency(model_fn: ModelFn, *, score_fn: ScoreFn = logit, batch_size: int | None = 64,
@@ -60,19 +52,44 @@ def saliency(model_fn: ModelFn, *, score_fn: ScoreFn = logit, batch_size: int | 
       Image Classification Models and Saliency Maps", ICLR workshop 2014, arXiv:1312.6034.
     """
     batch_size = check_batch_size(batch_size, "saliency")
-    if channel_reduction not in _REDUCTIONS:
-        raise ValueError(f"saliency: channel_reduction must be one of {_REDUCTIONS}, got "
-                         f"{channel_reduction!r}")
+    check_reduction(channel_reduction, "saliency")
 
     def explainer(params, x: Float[Array, "N H W C"], y, *, key=None):
         del key  # deterministic
         check_inputs(x, y, "saliency", model_fn, params)
+        g = _input_gradient(model_fn, score_fn, params, x, y, batch_size)
+        return reduce_channels(jnp.abs(g) if absolute else g, channel_reduction)
 
-        def grads(xb, yb):  # examples are independent, so grad of the sum is per-example
-            return jax.grad(lambda xs: score_fn(model_fn(params, xs), yb).sum())(xb)
+    return explainer
 
-        g = chunked(grads, batch_size)(x, y)
-        g = jnp.abs(g) if absolute else g
-        return reduce_channels(g, channel_reduction)
+
+def gradient_input(model_fn: ModelFn, *, score_fn: ScoreFn = logit, batch_size: int | None = 64,
+                   channel_reduction: str | None = "mean") -> Explainer:
+    r"""Gradient x Input (Shrikumar et al., 2016).
+
+    .. math:: \phi(x)_{ij} = \operatorname{mean}_c \; x_{ijc} \,
+       \frac{\partial s(f(x), y)}{\partial x_{ijc}}
+
+    For a linear model this is each pixel's exact contribution ``W_y * x``.
+
+    Args:
+      model_fn, score_fn, batch_size: as :func:`saliency`.
+      channel_reduction: ``"mean"`` (Xplique's reducer), ``"sum"``, ``"max"`` or ``None``.
+
+    Returns:
+      ``explainer(params, x, y, *, key=None) -> f32[N, H, W]`` (signed).
+
+    References:
+      A. Shrikumar, P. Greenside, A. Shcherbina, A. Kundaje, "Not Just a Black Box: Learning
+      Important Features Through Propagating Activation Differences", arXiv:1605.01713.
+    """
+    batch_size = check_batch_size(batch_size, "gradient_input")
+    check_reduction(channel_reduction, "gradient_input")
+
+    def explainer(params, x: Float[Array, "N H W C"], y, *, key=None):
+        del key
+        check_inputs(x, y, "gradient_input", model_fn, params)
+        g = _input_gradient(model_fn, score_fn, params, x, y, batch_size)
+        return reduce_channels(g * x, channel_reduction)
 
     return explainer

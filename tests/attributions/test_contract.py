@@ -1,0 +1,182 @@
+"""The explainer contract, run on every attribution method (DESIGN.md, issue 3)."""
+
+import jax
+import jax.numpy as jnp
+import jmp
+import numpy as np
+import pytest
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import xjax
+from tests.helpers import conv_features, conv_head, conv_model, conv_params, images
+
+BATCH = 5  # smaller than N x P everywhere, and not a divisor: chunking and padding are exercised
+
+EXPLAINERS = [
+    ("saliency", {}),
+    ("gradient_input", {}),
+    ("integrated_gradients", {"steps": 4}),
+    ("smoothgrad", {"nb_samples": 3}),
+    ("vargrad", {"nb_samples": 3}),
+    ("squaregrad", {"nb_samples": 3}),
+    ("guided_backprop", {}),
+    ("deconvnet", {}),
+    ("grad_cam", {}),
+    ("grad_cam_pp", {}),
+    ("occlusion", {"patch_size": 4, "patch_stride": 4}),
+    ("rise", {"nb_samples": 6, "grid_size": 2}),
+    ("lime", {"nb_samples": 6, "segmentation": "grid", "grid_size": 2}),
+    ("kernel_shap", {"nb_samples": 6, "segmentation": "grid", "grid_size": 2}),
+    ("noise_tunnel", {}),
+]
+STOCHASTIC = set(xjax.attributions.STOCHASTIC) | {"noise_tunnel"}
+IDS = [e[0] for e in EXPLAINERS]
+
+
+def build(name, kwargs, model_fn=conv_model):
+    if name in ("grad_cam", "grad_cam_pp"):
+        feats = conv_features if model_fn is conv_model else (
+            lambda p, x: model_fn(p, x, features=True))
+        head = conv_head if model_fn is conv_model else (lambda p, a: model_fn(p, a, head=True))
+        return getattr(xjax.attributions, name)(feats, head, batch_size=BATCH, **kwargs)
+    if name == "noise_tunnel":
+        return xjax.attributions.noise_tunnel(
+            xjax.attributions.saliency(model_fn, batch_size=BATCH), nb_samples=2)
+    return getattr(xjax.attributions, name)(model_fn, batch_size=BATCH, **kwargs)
+
+
+def call(e, name, params, x, y, key=None):
+    if name in STOCHASTIC:
+        key = jax.random.key(7) if key is None else key
+        return e(params, x, y, key=key)
+    return e(params, x, y)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return conv_params(), images(4), jnp.array([0, 1, 2, 3], jnp.int32)
+
+
+@pytest.mark.parametrize("name,kwargs", EXPLAINERS, ids=IDS)
+def test_contract(name, kwargs, data):
+    params, x, y = data
+    traces = []
+
+    def counting_model(p, xs):
+        traces.append(tuple(xs.shape))
+        return conv_model(p, xs)
+
+    e = build(name, kwargs, conv_model)
+    eager = call(e, name, params, x, y)
+    # 1. shape, dtype, finite; abstract evaluation agrees
+    assert eager.shape == (4, 8, 8) and eager.dtype == jnp.float32
+    assert bool(jnp.isfinite(eager).all())
+    spec = jax.eval_shape(lambda p, xs, ys: call(e, name, p, xs, ys), params, x, y)
+    assert spec.shape == (4, 8, 8) and spec.dtype == jnp.float32
+    # 2. jit equals eager; 3. a second call with the same shapes does not retrace
+    if name in ("grad_cam", "grad_cam_pp"):
+        jitted = jax.jit(lambda p, xs, ys: call(e, name, p, xs, ys))
+    else:
+        counted = build(name, kwargs, counting_model)
+        jitted = jax.jit(lambda p, xs, ys: call(counted, name, p, xs, ys))
+    np.testing.assert_allclose(jitted(params, x, y), eager, rtol=1e-5, atol=1e-6)
+    n_traces = len(traces)
+    jitted(params, x * 0.5, y)
+    assert len(traces) == n_traces
+    # batch_size bounds every model call (recorded at trace time)
+    assert all(s[0] <= BATCH for s in traces), traces
+    # 4. batch independence and permutation equivariance
+    np.testing.assert_allclose(call(e, name, params, x[2:3], y[2:3])[0], eager[2], rtol=1e-5,
+                               atol=1e-6)
+    perm = jnp.array([3, 1, 0, 2])
+    np.testing.assert_allclose(call(e, name, params, x[perm], y[perm]), eager[perm], rtol=1e-5,
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("name,kwargs", EXPLAINERS, ids=IDS)
+def test_vmap_params_sharding_grad(name, kwargs, data):
+    params, x, y = data
+    e = build(name, kwargs)
+    other = conv_params(seed=3)
+    stacked = jax.tree.map(lambda a, b: jnp.stack([a, b]), params, other)
+    # 5. vmap over two stacked parameter sets equals a loop
+    vm = jax.jit(jax.vmap(lambda p: call(e, name, p, x, y)))(stacked)
+    np.testing.assert_allclose(vm[1], call(e, name, other, x, y), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(vm[0], call(e, name, params, x, y), rtol=1e-4, atol=1e-6)
+    # 6. N sharded over the 8 fake devices gives the same values
+    mesh = Mesh(np.array(jax.devices()[:8]), ("data",))
+    x8, y8 = images(8, seed=5), jnp.arange(8, dtype=jnp.int32) % 4
+    xs = jax.device_put(x8, NamedSharding(mesh, P("data")))
+    ys = jax.device_put(y8, NamedSharding(mesh, P("data")))
+    sharded = jax.jit(lambda p, a, b: call(e, name, p, a, b))(params, xs, ys)
+    np.testing.assert_allclose(sharded, call(e, name, params, x8, y8), rtol=1e-5, atol=1e-6)
+    # 7. gradients w.r.t. params are finite (harmonization trains through explainers)
+    g = jax.jit(jax.grad(lambda p: call(e, name, p, x, y).sum()))(params)
+    leaves = jax.tree.leaves(g)
+    assert all(bool(jnp.isfinite(v).all()) for v in leaves)
+    assert sum(float(jnp.abs(v).sum()) for v in leaves) > 0
+
+
+@pytest.mark.parametrize("name,kwargs", EXPLAINERS, ids=IDS)
+def test_keys_and_bfloat16(name, kwargs, data):
+    params, x, y = data
+    e = build(name, kwargs)
+    a = call(e, name, params, x, y)
+    if name in STOCHASTIC:
+        np.testing.assert_array_equal(call(e, name, params, x, y, key=jax.random.key(7)), a)
+        b = call(e, name, params, x, y, key=jax.random.key(8))
+        assert not np.allclose(a, b)
+        with pytest.raises(ValueError, match="key"):
+            e(params, x, y)
+        with pytest.raises(TypeError, match="key"):
+            e(params, x, y, key=7)
+    else:
+        np.testing.assert_array_equal(call(e, name, params, x, y), a)
+    # a jmp bfloat16 compute policy runs and stays close to float32
+    policy = jmp.get_policy("params=float32,compute=bfloat16,output=float32")
+
+    def bf16_model(p, xs, features=False, head=False):
+        p = policy.cast_to_compute(p)
+        xs = policy.cast_to_compute(xs)
+        if features:
+            return policy.cast_to_output(conv_features(p, xs))
+        if head:
+            return policy.cast_to_output(conv_head(p, xs))
+        return policy.cast_to_output(conv_model(p, xs))
+
+    low = call(build(name, kwargs, bf16_model), name, params, x, y)
+    assert low.dtype == jnp.float32
+    # bfloat16 keeps 8 bits of mantissa (~0.4% per rounding): maps agree to a few percent
+    rel = float(jnp.linalg.norm(low - a) / jnp.maximum(jnp.linalg.norm(a), 1e-12))
+    assert rel < 0.1, rel
+
+
+@pytest.mark.parametrize("name,kwargs", EXPLAINERS, ids=IDS)
+def test_bad_input(name, kwargs, data):
+    params, x, y = data
+    e = build(name, kwargs)
+    with pytest.raises(ValueError, match="rank 4"):
+        call(e, name, params, x[0], y)
+    with pytest.raises(ValueError, match="channel-first"):
+        call(e, name, params, jnp.zeros((4, 3, 8, 8)), y)
+    with pytest.raises(ValueError, match="one entry per image"):
+        call(e, name, params, x, y[:2])
+    with pytest.raises(ValueError, match=r"\[0, 4\)"):
+        call(e, name, params, x, y + 4)
+
+
+@pytest.mark.parametrize("factory,kwargs,match", [
+    ("integrated_gradients", {"steps": 0}, "steps"),
+    ("smoothgrad", {"nb_samples": 0}, "nb_samples"),
+    ("rise", {"nb_samples": -1}, "nb_samples"),
+    ("rise", {"preservation_probability": 1.5}, "preservation_probability"),
+    ("occlusion", {"patch_size": 0}, "patch_size"),
+    ("lime", {"segmentation": "watershed"}, "segmentation"),
+    ("kernel_shap", {"nb_samples": 2}, "nb_samples"),
+    ("saliency", {"batch_size": 0}, "batch_size"),
+    ("integrated_gradients", {"rule": "simpson"}, "rule"),
+])
+def test_bad_hyperparameters(factory, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        getattr(xjax.attributions, factory)(conv_model, **kwargs)

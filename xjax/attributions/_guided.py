@@ -1,0 +1,172 @@
+"""Guided Backpropagation and DeconvNet on any ``model_fn``, by rewriting ReLU backward rules.
+
+The model is traced to a jaxpr and re-evaluated by a small interpreter that replaces every
+rectifier ``max(v, 0)`` (``jax.nn.relu``, the lower clip of ``relu6``, ``jnp.maximum(v, 0)``)
+by a function with the same forward value and a modified backward rule. The interpreter
+recurses into ``jit`` / ``pjit`` sub-jaxprs and ``custom_jvp`` / ``custom_vjp`` calls (which is
+how ``jax.nn.relu`` is traced); rectifiers inside control flow (``scan``, ``cond``, ``while``)
+keep their ordinary gradient.
+
+* Guided Backpropagation: ``R_in = R_out * 1[v > 0] * 1[R_out > 0]``.
+* DeconvNet: ``R_in = max(R_out, 0)`` (the forward mask is ignored).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.extend import core as jcore
+from jaxtyping import Array, Float
+
+from xjax.attributions._common import (check_batch_size, check_inputs, check_reduction,
+                                       gradient_moments, reduce_channels)
+from xjax.attributions._score import logit
+from xjax.typing import Explainer, ModelFn, ScoreFn
+
+__all__ = ["deconvnet", "guided_backprop", "rewrite_relu_gradients"]
+
+
+def _rectifier(policy: str):
+    @jax.custom_vjp
+    def rect(v):
+        return jnp.maximum(v, jnp.zeros((), v.dtype))
+
+    def fwd(v):
+        return rect(v), v
+
+    def bwd(v, ct):
+        if policy == "guided":
+            return (jnp.where((v > 0) & (ct > 0), ct, jnp.zeros((), ct.dtype)),)
+        return (jnp.maximum(ct, jnp.zeros((), ct.dtype)),)
+
+    rect.defvjp(fwd, bwd)
+    return rect
+
+
+_ZERO_PRESERVING = {"broadcast_in_dim", "convert_element_type", "reshape", "squeeze",
+                    "expand_dims", "transpose"}
+
+
+def _is_zero_literal(v) -> bool:
+    return isinstance(v, jcore.Literal) and np.all(np.asarray(v.val) == 0)
+
+
+def _eval(jaxpr, consts, args, rect):
+    env, zeros = {}, set()
+
+    def read(v):
+        return v.val if isinstance(v, jcore.Literal) else env[v]
+
+    for v, c in zip(jaxpr.constvars, consts, strict=True):
+        env[v] = c
+        if isinstance(c, np.ndarray) and c.size and not np.any(c):
+            zeros.add(v)
+    for v, a in zip(jaxpr.invars, args, strict=True):
+        env[v] = a
+    for eqn in jaxpr.eqns:
+        invals = [read(v) for v in eqn.invars]
+        prim, params = eqn.primitive, eqn.params
+
+        def zero(v):
+            return _is_zero_literal(v) or (not isinstance(v, jcore.Literal) and v in zeros)
+
+        if prim is lax.max_p and (zero(eqn.invars[0]) or zero(eqn.invars[1])):
+            other = invals[1] if zero(eqn.invars[0]) else invals[0]
+            shape = eqn.outvars[0].aval.shape
+            outs = [rect(jnp.broadcast_to(other, shape))]
+        elif prim.name in ("custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr"):
+            closed = params.get("call_jaxpr", params.get("fun_jaxpr"))
+            outs = _eval(closed.jaxpr, closed.consts, invals, rect)
+        elif prim.name in ("pjit", "jit", "closed_call", "core_call", "remat", "checkpoint") and \
+                isinstance(params.get("jaxpr", params.get("call_jaxpr")), (jcore.ClosedJaxpr,
+                                                                           jcore.Jaxpr)):
+            sub = params.get("jaxpr", params.get("call_jaxpr"))
+            if isinstance(sub, jcore.ClosedJaxpr):
+                outs = _eval(sub.jaxpr, sub.consts, invals, rect)
+            else:
+                outs = _eval(sub, [], invals, rect)
+        else:
+            bind_params = prim.get_bind_params(params)
+            subfuns = []
+            if isinstance(bind_params, tuple):  # older JAX: (subfuns, params)
+                subfuns, bind_params = bind_params
+            outs = prim.bind(*subfuns, *invals, **bind_params)
+            if not prim.multiple_results:
+                outs = [outs]
+            if prim.name in _ZERO_PRESERVING and eqn.invars and zero(eqn.invars[0]):
+                zeros.update(eqn.outvars)
+        for v, val in zip(eqn.outvars, outs, strict=True):
+            if not isinstance(v, jcore.DropVar):
+                env[v] = val
+    return [read(v) for v in jaxpr.outvars]
+
+
+def rewrite_relu_gradients(model_fn: ModelFn, policy: str = "guided") -> ModelFn:
+    """``model_fn`` with the same outputs and rectifier gradients rewritten by ``policy``
+    (``"guided"`` or ``"deconvnet"``). Works on any traceable ``model_fn``."""
+    if policy not in ("guided", "deconvnet"):
+        raise ValueError(f"policy must be 'guided' or 'deconvnet', got {policy!r}")
+    rect = _rectifier(policy)
+
+    def rewritten(params, x):
+        closed = jax.make_jaxpr(model_fn, return_shape=True)(params, x)
+        closed, out_shape = closed
+        flat = jax.tree.leaves((params, x))
+        outs = _eval(closed.jaxpr, closed.consts, flat, rect)
+        return jax.tree.unflatten(jax.tree.structure(out_shape), outs)
+
+    return rewritten
+
+
+def _modified_backprop(name, policy, model_fn, score_fn, batch_size, channel_reduction):
+    batch_size = check_batch_size(batch_size, name)
+    check_reduction(channel_reduction, name)
+    rewritten = rewrite_relu_gradients(model_fn, policy)
+
+    def explainer(params, x: Float[Array, "N H W C"], y, *, key=None):
+        del key
+        check_inputs(x, y, name, model_fn, params)
+        (g,) = gradient_moments(rewritten, score_fn, params, x, y, lambda xi, s: xi,
+                                jnp.ones((1,), x.dtype), batch_size=batch_size)
+        return reduce_channels(g, channel_reduction)
+
+    return explainer
+
+
+def guided_backprop(model_fn: ModelFn, *, score_fn: ScoreFn = logit, batch_size: int | None = 64,
+                    channel_reduction: str | None = "mean") -> Explainer:
+    r"""Guided Backpropagation (Springenberg et al., 2015) on any ReLU network.
+
+    Gradients pass a rectifier only where both its input and the incoming gradient are positive:
+
+    .. math:: R^{(l)} = R^{(l+1)} \cdot \mathbb{1}[a^{(l)} > 0] \cdot \mathbb{1}[R^{(l+1)} > 0]
+
+    Args:
+      model_fn, score_fn, batch_size: as :func:`saliency`.
+      channel_reduction: ``"mean"`` (Xplique), ``"sum"``, ``"max"`` or ``None``.
+
+    Returns:
+      ``explainer(params, x, y, *, key=None) -> f32[N, H, W]``.
+
+    References:
+      J. T. Springenberg, A. Dosovitskiy, T. Brox, M. Riedmiller, "Striving for Simplicity: The
+      All Convolutional Net", ICLR workshop 2015, arXiv:1412.6806.
+    """
+    return _modified_backprop("guided_backprop", "guided", model_fn, score_fn, batch_size,
+                              channel_reduction)
+
+
+def deconvnet(model_fn: ModelFn, *, score_fn: ScoreFn = logit, batch_size: int | None = 64,
+              channel_reduction: str | None = "mean") -> Explainer:
+    r"""DeconvNet (Zeiler & Fergus, 2014): gradients rectified on the way back.
+
+    .. math:: R^{(l)} = \max(R^{(l+1)}, 0)
+
+    Arguments as :func:`guided_backprop`.
+
+    References:
+      M. D. Zeiler, R. Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014,
+      arXiv:1311.2901.
+    """
+    return _modified_backprop("deconvnet", "deconvnet", model_fn, score_fn, batch_size,
+                              channel_reduction)

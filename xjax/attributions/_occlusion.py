@@ -1,0 +1,81 @@
+"""Occlusion (Zeiler & Fergus, 2014): the score drop when a patch is hidden."""
+
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from xjax._internal.validate import check_positive_int
+from xjax.attributions._common import (check_batch_size, check_inputs, perturbation_accumulate,
+                                       scores)
+from xjax.attributions._score import logit
+from xjax.typing import Explainer, ModelFn, ScoreFn
+
+__all__ = ["occlusion"]
+
+
+def occlusion(model_fn: ModelFn, *, patch_size: int | tuple[int, int] = 3,
+              patch_stride: int | tuple[int, int] = 3, occlusion_value: float = 0.0,
+              score_fn: ScoreFn = logit, batch_size: int | None = 64) -> Explainer:
+    r"""Occlusion sensitivity: slide a patch filled with ``occlusion_value`` over the image.
+
+    .. math:: \phi(x)_{ij} = \frac{1}{|P_{ij}|} \sum_{p \ni (i, j)}
+       \big(s(f(x)) - s(f(x \odot (1 - M_p) + v M_p))\big)
+
+    where ``M_p`` is patch ``p`` and ``P_ij`` the patches covering pixel ``(i, j)`` (the map is
+    averaged over overlapping patches, as Captum does; with ``patch_stride == patch_size``, the
+    default, each pixel is covered once, as in Xplique). Pixels no patch covers get 0.
+
+    Args:
+      model_fn, score_fn: as :func:`saliency`.
+      patch_size: patch side(s) (3, Xplique's default).
+      patch_stride: step between patches (3).
+      occlusion_value: the fill value (0: black).
+      batch_size: most images per model call, over inputs and patches together.
+
+    Returns:
+      ``explainer(params, x, y, *, key=None) -> f32[N, H, W]``; the model runs
+      ``1 + n_h n_w`` times per input, ``n_h = (H - size_h) // stride_h + 1``.
+
+    References:
+      M. D. Zeiler, R. Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014.
+    """
+    size = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
+    stride = (patch_stride, patch_stride) if isinstance(patch_stride, int) else tuple(patch_stride)
+    for name, v in (("patch_size", size), ("patch_stride", stride)):
+        if len(v) != 2:
+            raise ValueError(f"occlusion: {name} must be an int or a pair, got {v}")
+        for s in v:
+            check_positive_int(s, name, where="occlusion")
+    batch_size = check_batch_size(batch_size, "occlusion")
+
+    def explainer(params, x: Float[Array, "N H W C"], y, *, key=None):
+        del key
+        check_inputs(x, y, "occlusion", model_fn, params)
+        h, w = x.shape[1:3]
+        if size[0] > h or size[1] > w:
+            raise ValueError(f"occlusion: patch_size {size} is larger than the images ({h}, {w})")
+        nh, nw = (h - size[0]) // stride[0] + 1, (w - size[1]) // stride[1] + 1
+        rows, cols = jnp.arange(h)[:, None], jnp.arange(w)[None, :]
+
+        def patch_mask(p):
+            r0, c0 = (p // nw) * stride[0], (p % nw) * stride[1]
+            return ((rows >= r0) & (rows < r0 + size[0]) & (cols >= c0) & (cols < c0 + size[1]))
+
+        def perturb(xi, p):
+            m = patch_mask(p)
+            return jnp.where(m[..., None], jnp.asarray(occlusion_value, xi.dtype), xi), m
+
+        base = scores(model_fn, score_fn, params, x, y, batch_size=batch_size)
+
+        def contribution(carry, n, p, s, masks, valid):
+            total, count = carry
+            drop = jnp.where(valid, jnp.take(base, n) - s, 0.0)
+            m = masks.astype(jnp.float32) * valid[:, None, None].astype(jnp.float32)
+            return total.at[n].add(drop[:, None, None] * m), count.at[n].add(m)
+
+        n = x.shape[0]
+        init = (jnp.zeros((n, h, w), jnp.float32), jnp.zeros((n, h, w), jnp.float32))
+        total, count = perturbation_accumulate(model_fn, score_fn, params, x, y, nh * nw, perturb,
+                                               contribution, init, batch_size=batch_size)
+        return total / jnp.maximum(count, 1.0)
+
+    return explainer

@@ -1,0 +1,26 @@
+"""Build any attribution method by name from a :class:`~xjax.typing.Model` (CLI, experiments)."""
+
+from xjax.typing import Explainer, Model
+
+__all__ = ["METHODS", "STOCHASTIC", "from_name"]
+
+METHODS = ("saliency", "gradient_input", "integrated_gradients", "smoothgrad", "vargrad",
+           "squaregrad", "guided_backprop", "deconvnet", "grad_cam", "grad_cam_pp", "occlusion",
+           "rise", "lime", "kernel_shap")
+STOCHASTIC = ("smoothgrad", "vargrad", "squaregrad", "rise", "lime", "kernel_shap")
+
+
+def from_name(name: str, model: Model, **kwargs) -> Explainer:
+    """``xjax.attributions.<name>`` built on ``model`` (CAMs use its features/head split).
+
+    Raises:
+      ValueError: unknown method name.
+    """
+    import xjax.attributions as attributions
+
+    if name not in METHODS:
+        raise ValueError(f"method: unknown attribution method {name!r}; choose from {METHODS}")
+    factory = getattr(attributions, name)
+    if name in ("grad_cam", "grad_cam_pp"):
+        return factory(model.features_fn, model.head_fn, **kwargs)
+    return factory(model.model_fn, **kwargs)
