@@ -78,7 +78,7 @@ def integrated_gradients(model_fn: ModelFn, *, steps: int = 50,
         if baseline_arr.ndim == 3 and baseline_arr.shape != tuple(x.shape[1:]):
             raise ValueError(f"integrated_gradients: baseline has shape {baseline_arr.shape}, "
                              f"the images are {tuple(x.shape[1:])}")
-        x0 = jnp.asarray(baseline_arr, x.dtype)
+        x0 = jnp.broadcast_to(jnp.asarray(baseline_arr, x.dtype), x.shape[1:])
         a = jnp.asarray(alphas, x.dtype)
 
         def make_input(xi, s):
@@ -86,6 +86,6 @@ def integrated_gradients(model_fn: ModelFn, *, steps: int = 50,
 
         (g,) = gradient_moments(model_fn, score_fn, params, x, y, make_input,
                                 jnp.asarray(weights, x.dtype), batch_size=batch_size)
-        return reduce_channels((x - x0) * g, channel_reduction)
+        return reduce_channels((x - x0[None]) * g, channel_reduction)
 
     return explainer
