@@ -23,7 +23,7 @@ def test_explain_writes_figures_and_resumes(tmp_path, capsys):
         Image.fromarray(rng.integers(0, 255, (40, 36, 3), dtype=np.uint8)).save(images / f"{name}.png")
     out = tmp_path / "out"
     args = ["explain", "--model", "small_cnn", "--method", "saliency", "--images", str(images),
-            "--out", str(out), "--batch-size", "2"]
+            "--out", str(out), "--batch-size", "2", "--images-per-step", "2"]
     assert cli.main(args) == 0
     written = sorted(os.listdir(out))
     assert written == ["a_saliency.png", "b_saliency.png", "c_saliency.png"]
@@ -37,6 +37,21 @@ def test_explain_writes_figures_and_resumes(tmp_path, capsys):
     assert os.path.getmtime(out / "a_saliency.png") == mtime
     assert sorted(os.listdir(out)) == written
     assert "skipping 2" in capsys.readouterr().err
+
+
+def test_every_method_and_the_grid(tmp_path):
+    from xjax.attributions import METHODS
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (28, 28), dtype=np.uint8)).save(
+        images / "x.png")
+    out = tmp_path / "out"
+    # small sample counts keep this fast; every method goes through the command line
+    assert cli.main(["explain", "--model", "small_cnn", "--method", ",".join(METHODS),
+                     "--images", str(images), "--out", str(out), "--batch-size", "64"]) == 0
+    files = set(os.listdir(out))
+    assert {f"x_{m}.png" for m in METHODS} <= files and "grid.png" in files
 
 
 def test_bad_arguments(tmp_path):

@@ -1,16 +1,20 @@
 """The ``xjax`` command.
 
     xjax explain --model efficientnet_lite0 --method saliency --images samples --out out/explain
+    xjax explain --method saliency,grad_cam,rise --images my_photos/ --out out/cmp
 
-Each image gets a PNG (the photo, the map overlay, the top-5 classes), written atomically; an
-interrupted run started again skips images whose figure exists (``--overwrite`` redoes them).
+Each (image, method) gets a PNG (the photo, the map overlay, the top-5 classes), written
+atomically; an interrupted run started again skips figures that exist (``--overwrite`` redoes
+them). With several methods, a method x image grid (``grid.png``) is written too. Images are
+explained a few at a time (``--images-per-step``) so the progress bar moves on long runs;
+each step is one jitted computation.
 """
 
 import argparse
 import os
 import sys
 
-METHODS = ("saliency",)
+from xjax.attributions._registry import METHODS, STOCHASTIC
 
 
 def _explain(args) -> int:
@@ -21,6 +25,7 @@ def _explain(args) -> int:
     import xjax
     from xjax import plots
 
+    methods = args.method.split(",")
     model = xjax.models.get_model(args.model)
     h, w, c = model.input_shape
     if args.images == "samples":
@@ -28,8 +33,9 @@ def _explain(args) -> int:
     else:
         named = xjax.data.load_images(args.images)
     os.makedirs(args.out, exist_ok=True)
+    figure = lambda n, m: os.path.join(args.out, f"{n}_{m}.png")
     todo = [(n, im) for n, im in named
-            if args.overwrite or not os.path.exists(os.path.join(args.out, f"{n}_{args.method}.png"))]
+            if args.overwrite or not all(os.path.exists(figure(n, m)) for m in methods)]
     skipped = len(named) - len(todo)
     if skipped:
         print(f"skipping {skipped} image(s) already explained in {args.out}", file=sys.stderr)
@@ -42,45 +48,65 @@ def _explain(args) -> int:
             x = x.mean(axis=-1, keepdims=True)
         return x
 
-    explainer = getattr(xjax.attributions, args.method)(model.model_fn, batch_size=args.batch_size)
+    explainers = {m: xjax.attributions.from_name(m, model, batch_size=args.batch_size)
+                  for m in methods}
+    key = jax.random.key(args.seed)
 
     @jax.jit
     def run(params, x):
         logits = model.model_fn(params, x)
         y = logits.argmax(axis=-1)
-        return jax.nn.softmax(logits), y, explainer(params, x, y)
+        maps = {m: e(params, x, y, key=key if m in STOCHASTIC else None)
+                for m, e in explainers.items()}
+        return jax.nn.softmax(logits), maps
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    bar = tqdm(range(0, len(todo), args.batch_size), desc=f"{args.method} on {args.model}",
-               unit="batch")
-    for start in bar:
-        group = todo[start:start + args.batch_size]
+    label = (lambda k: model.class_names[k] if model.class_names else str(k))
+    step = args.images_per_step
+    all_x, all_maps, titles = [], {m: [] for m in methods}, []
+    bar = tqdm(total=len(todo), desc=f"{args.method} on {args.model}", unit="image")
+    for start in range(0, len(todo), step):
+        group = todo[start:start + step]
         x = np.stack([prepare(im) for _, im in group])
-        probs, ys, maps = jax.device_get(run(model.params, x))
-        for (name, _), xi, p, mi in zip(group, x, probs, maps, strict=True):
+        probs, maps = jax.device_get(run(model.params, x))
+        for i, ((name, _), xi, p) in enumerate(zip(group, x, probs, strict=True)):
             top = np.argsort(-p)[:5]
-            label = (lambda k: model.class_names[k] if model.class_names else str(k))
-            fig, axes = plt.subplots(1, 3, figsize=(9, 3.2),
-                                     gridspec_kw={"width_ratios": [1, 1, 1.1]})
-            axes[0].imshow(np.repeat(xi, 3, -1) if c == 1 else xi)
-            axes[0].set_axis_off()
-            axes[0].set_title(name, fontsize=9)
-            plots.heatmap_overlay(axes[1], xi, mi, title=f"{args.method}: {label(int(top[0]))}")
-            axes[2].barh(range(5)[::-1], p[top])
-            axes[2].set_yticks(range(5)[::-1], [label(int(k)) for k in top], fontsize=8)
-            axes[2].set_xlim(0, 1)
-            axes[2].set_title("top-5 probability", fontsize=9)
-            fig.tight_layout()
-            final = os.path.join(args.out, f"{name}_{args.method}.png")
-            tmp = final + ".tmp.png"
-            fig.savefig(tmp, dpi=100)
-            plt.close(fig)
-            os.replace(tmp, final)
-            print(f"{final}\t{label(int(top[0]))}\t{p[top[0]]:.3f}", flush=True)
+            titles.append(f"{name}: {label(int(top[0]))}")
+            for m in methods:
+                fig, axes = plt.subplots(1, 3, figsize=(9, 3.2),
+                                         gridspec_kw={"width_ratios": [1, 1, 1.1]})
+                axes[0].imshow(np.repeat(xi, 3, -1) if c == 1 else xi)
+                axes[0].set_axis_off()
+                axes[0].set_title(name, fontsize=9)
+                plots.heatmap_overlay(axes[1], xi, maps[m][i],
+                                      title=f"{m}: {label(int(top[0]))}")
+                axes[2].barh(range(5)[::-1], p[top])
+                axes[2].set_yticks(range(5)[::-1], [label(int(k)) for k in top], fontsize=8)
+                axes[2].set_xlim(0, 1)
+                axes[2].set_title("top-5 probability", fontsize=9)
+                fig.tight_layout()
+                tmp = figure(name, m) + ".tmp.png"
+                fig.savefig(tmp, dpi=100)
+                plt.close(fig)
+                os.replace(tmp, figure(name, m))
+                print(f"{figure(name, m)}\t{label(int(top[0]))}\t{p[top[0]]:.3f}", flush=True)
+        all_x.append(x)
+        for m in methods:
+            all_maps[m].append(maps[m])
+        bar.update(len(group))
+    bar.close()
+    if len(methods) > 1:
+        fig = plots.method_grid(np.concatenate(all_x),
+                                {m: np.concatenate(v) for m, v in all_maps.items()},
+                                titles=titles)
+        tmp = os.path.join(args.out, "grid.tmp.png")
+        fig.savefig(tmp, dpi=80)
+        plt.close(fig)
+        os.replace(tmp, os.path.join(args.out, "grid.png"))
     return 0
 
 
@@ -91,11 +117,16 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--model", default="efficientnet_lite0",
                     help="zoo model name (efficientnet_lite0, small_cnn, resnet18, resnet50, "
                          "vit_tiny)")
-    ex.add_argument("--method", default="saliency", choices=METHODS)
+    ex.add_argument("--method", default="saliency",
+                    help="one method or a comma-separated list: " + ", ".join(METHODS))
     ex.add_argument("--images", default="samples",
                     help="a directory of images, or 'samples' for the bundled photos")
     ex.add_argument("--out", default="out/explain", help="output directory for the figures")
-    ex.add_argument("--batch-size", type=int, default=8, help="images per model call")
+    ex.add_argument("--batch-size", type=int, default=32,
+                    help="most images in one model call (inputs and perturbations together)")
+    ex.add_argument("--images-per-step", type=int, default=4,
+                    help="images explained per jitted step (progress granularity)")
+    ex.add_argument("--seed", type=int, default=0, help="key of the stochastic methods")
     ex.add_argument("--overwrite", action="store_true", help="redo images already explained")
     args = parser.parse_args(argv)
     if args.command == "explain":
@@ -105,8 +136,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--model: unknown zoo model {args.model!r}; choose from {sorted(ZOO)}")
         if args.images != "samples" and not os.path.isdir(args.images):
             parser.error(f"--images: {args.images!r} is neither 'samples' nor a directory")
-        if args.batch_size < 1:
-            parser.error("--batch-size must be >= 1")
+        unknown = [m for m in args.method.split(",") if m not in METHODS]
+        if unknown:
+            parser.error(f"--method: unknown {unknown}; choose from {', '.join(METHODS)}")
+        if args.batch_size < 1 or args.images_per_step < 1:
+            parser.error("--batch-size and --images-per-step must be >= 1")
         return _explain(args)
     return 2
 

@@ -1,10 +1,11 @@
 """Chunked evaluation: bound the number of images in any single model call.
 
-Explainers evaluate the model on ``T = N x P`` items (N inputs, P perturbed copies or samples
-each). The items are flattened, cut into chunks of ``batch_size`` and run by one ``lax.scan``:
-each chunk builds its own images from item indices (so no ``[N, P, H, W, C]`` tensor is ever
-materialized), calls the model once, and adds its contribution to accumulators indexed by the
-input ``n``. Memory is bounded by ``batch_size`` images plus the accumulators, whatever N and P.
+Explainers evaluate the model on ``N x P`` items (N inputs, P perturbed copies or samples
+each). The items are cut into blocks of ``n_c`` inputs x ``s_c`` samples with
+``n_c s_c <= batch_size`` and run by one ``lax.scan``: each block builds its own images from
+indices (so no ``[N, P, H, W, C]`` tensor is ever materialized), calls the model once, reduces
+over its samples and adds the result to the block's rows of per-input accumulators. Memory is
+bounded by ``batch_size`` images plus the accumulators, whatever N and P.
 """
 
 from collections.abc import Callable
@@ -41,23 +42,61 @@ def chunked(fn: Callable[..., Any], batch_size: int | None) -> Callable[..., Any
     return run
 
 
-def scan_items(step: Callable[[Any, jax.Array, jax.Array], Any], carry: Any, total: int,
-               batch_size: int | None) -> Any:
-    """Fold ``step(carry, t: i32[b], valid: bool[b]) -> carry`` over the item indices
-    ``0 .. total-1`` in chunks of ``b = min(batch_size, total)``, as one ``lax.scan``.
+def block_layout(n_total: int, s_total: int, batch_size: int | None) -> tuple[int, int]:
+    """Block sizes ``(n_c, s_c)`` with ``n_c * s_c <= batch_size``: whole inputs (all their
+    samples) per block when the samples fit, else one input and an even share of its samples."""
+    b = n_total * s_total if batch_size is None else batch_size
+    if s_total <= b:
+        return max(1, min(n_total, b // s_total)), s_total
+    s_blocks = -(-s_total // b)
+    return 1, -(-s_total // s_blocks)
 
-    The last chunk is padded with copies of the last index and ``valid`` marks the real items;
-    ``step`` must weight its contributions by ``valid``.
+
+def scan_blocks(step: Callable, carry: Any, n_total: int, s_total: int,
+                batch_size: int | None) -> Any:
+    """Fold ``step(carry, n0, s, valid) -> carry`` over blocks of ``n_c`` consecutive inputs
+    (starting at ``n0``) times ``s_c`` samples (indices ``s: i32[s_c]``, ``valid: bool[s_c]``
+    marks real samples; padding repeats the last one), as one ``lax.scan``.
+
+    Accumulators in ``carry`` indexed by input must have ``n_blocks * n_c`` rows (see
+    :func:`padded_rows`) and be updated with ``dynamic_update_slice`` at ``n0``: contiguous
+    blocks need no scatter, which is slow on XLA:CPU.
     """
-    b = total if batch_size is None else min(batch_size, total)
-    chunks = -(-total // b)
-    t = jnp.arange(chunks * b, dtype=jnp.int32).reshape(chunks, b)
-    valid = t < total
-    t = jnp.minimum(t, total - 1)
-    if chunks == 1:
-        return step(carry, t[0], valid[0])
-    carry, _ = jax.lax.scan(lambda c, xs: (step(c, *xs), None), carry, (t, valid))
+    n_c, s_c = block_layout(n_total, s_total, batch_size)
+    n_blocks, s_blocks = -(-n_total // n_c), -(-s_total // s_c)
+    nb = jnp.repeat(jnp.arange(n_blocks, dtype=jnp.int32) * n_c, s_blocks)
+    sb = jnp.tile(jnp.arange(s_blocks, dtype=jnp.int32), n_blocks)
+    s = sb[:, None] * s_c + jnp.arange(s_c, dtype=jnp.int32)[None, :]
+    valid = s < s_total
+    s = jnp.minimum(s, s_total - 1)
+    if n_blocks * s_blocks == 1:
+        return step(carry, nb[0], s[0], valid[0])
+    carry, _ = jax.lax.scan(lambda c, xs: (step(c, *xs), None), carry, (nb, s, valid))
     return carry
+
+
+def padded_rows(n_total: int, s_total: int, batch_size: int | None) -> int:
+    """Rows of a per-input accumulator for :func:`scan_blocks` (a multiple of ``n_c``)."""
+    n_c, _ = block_layout(n_total, s_total, batch_size)
+    return -(-n_total // n_c) * n_c
+
+
+def pad_rows(tree: Any, rows: int) -> Any:
+    """Pad every leaf's leading axis to ``rows`` by repeating its last row."""
+    def pad(a):
+        extra = rows - a.shape[0]
+        return a if extra == 0 else jnp.concatenate([a, jnp.repeat(a[-1:], extra, axis=0)])
+    return jax.tree.map(pad, tree)
+
+
+def slice_rows(tree: Any, start: jax.Array, size: int) -> Any:
+    return jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, size, axis=0), tree)
+
+
+def add_rows(acc: jax.Array, start: jax.Array, update: jax.Array) -> jax.Array:
+    """``acc[start:start + len(update)] += update`` with dynamic slices (no scatter)."""
+    cur = jax.lax.dynamic_slice_in_dim(acc, start, update.shape[0], axis=0)
+    return jax.lax.dynamic_update_slice_in_dim(acc, cur + update, start, axis=0)
 
 
 def take(tree: Any, index: jax.Array) -> Any:

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from xjax._internal.batching import scan_items, take
+from xjax._internal.batching import (add_rows, block_layout, pad_rows, padded_rows, scan_blocks,
+                                     slice_rows)
 from xjax._internal.validate import check_images, check_positive_int
 
 REDUCTIONS = ("max", "mean", "sum", None)
@@ -79,6 +80,10 @@ def reduce_channels(maps: Float[Array, "N H W C"], reduction: str | None):
     return maps
 
 
+def _repeat_rows(tree, times: int):
+    return jax.tree.map(lambda a: jnp.repeat(a, times, axis=0), tree)
+
+
 def gradient_moments(model_fn, score_fn, params, x: Float[Array, "N H W C"], y,
                      make_input: Callable, weights: Float[Array, " S"], *, batch_size,
                      second: bool = False):
@@ -86,52 +91,68 @@ def gradient_moments(model_fn, score_fn, params, x: Float[Array, "N H W C"], y,
 
     For item ``(n, s)``: ``z = make_input(x[n], s)``, ``g = d score(model(z), y[n]) / dz``;
     returns ``m1[n] = sum_s w_s g`` and, if ``second``, ``m2[n] = sum_s w_s g^2``. One scan
-    over chunks of ``batch_size`` items (inputs and samples together).
+    over blocks of at most ``batch_size`` items (inputs and samples together).
     """
-    n_inputs, nb = x.shape[0], weights.shape[0]
-    acc = (jnp.zeros_like(x), jnp.zeros_like(x)) if second else (jnp.zeros_like(x),)
+    n, nb = x.shape[0], weights.shape[0]
+    n_c, s_c = block_layout(n, nb, batch_size)
+    rows = padded_rows(n, nb, batch_size)
+    xp, yp = pad_rows(x, rows), pad_rows(y, rows)
+    zeros = jnp.zeros((rows,) + x.shape[1:], x.dtype)
+    acc = (zeros, zeros) if second else (zeros,)
+    per_input = jax.vmap(jax.vmap(make_input, in_axes=(None, 0)), in_axes=(0, None))
 
-    def step(carry, t, valid):
-        n, s = t // nb, t % nb
-        z = jax.vmap(make_input)(jnp.take(x, n, axis=0), s)
-        yn = take(y, n)
-        g = jax.grad(lambda zs: score_fn(model_fn(params, zs), yn).astype(jnp.float32).sum())(z)
-        w = (jnp.where(valid, jnp.take(weights, s), 0.0)).astype(x.dtype).reshape(-1, 1, 1, 1)
-        out = (carry[0].at[n].add(w * g),)
+    def step(carry, n0, s, valid):
+        xb = slice_rows(xp, n0, n_c)
+        z = per_input(xb, s).reshape((n_c * s_c,) + x.shape[1:])
+        yb = _repeat_rows(slice_rows(yp, n0, n_c), s_c)
+        g = jax.grad(lambda zs: score_fn(model_fn(params, zs), yb).astype(jnp.float32).sum())(z)
+        g = g.reshape((n_c, s_c) + x.shape[1:])
+        w = jnp.where(valid, jnp.take(weights, s), 0.0).astype(x.dtype)
+        out = (add_rows(carry[0], n0, jnp.einsum("ns...,s->n...", g, w)),)
         if second:
-            out += (carry[1].at[n].add(w * g * g),)
+            out += (add_rows(carry[1], n0, jnp.einsum("ns...,s->n...", g * g, w)),)
         return out
 
-    return scan_items(step, acc, n_inputs * nb, batch_size)
+    out = scan_blocks(step, acc, n, nb, batch_size)
+    return tuple(a[:n] for a in out)
 
 
 def perturbation_accumulate(model_fn, score_fn, params, x, y, nb: int, perturb: Callable,
                             contribution: Callable, init, *, batch_size):
     """Fold model scores of ``nb`` perturbed copies per input into accumulators.
 
-    For item ``(n, p)``: ``z, aux = perturb(x[n], p)``; ``s = score(model(z), y[n])``;
-    ``carry = contribution(carry, n, p, s, aux, valid)``. ``x`` is the images ``f32[N, H, W, C]``
-    or any pytree with leading axis N (images with their segmentations, say). One scan over
-    chunks of ``batch_size`` items, so no more than ``batch_size`` images meet the model at once.
+    Blocks of ``n_c`` inputs x ``s_c`` perturbations: ``z, aux = perturb(x[n], p)`` for each
+    pair (``aux`` is whatever the contribution needs, a mask say), ``scores: f32[n_c, s_c]``,
+    then ``carry = contribution(carry, n0, p: i32[s_c], scores, aux, valid: bool[s_c])`` where
+    ``n0`` is the block's first input. Accumulators indexed by input need
+    ``padded_rows(N, nb, batch_size)`` rows; the caller slices the first N. ``x`` is the images
+    or any pytree with leading axis N (images with their segmentations, say). No more than
+    ``batch_size`` images meet the model at once.
     """
-    n_inputs = jax.tree.leaves(x)[0].shape[0]
+    n = jax.tree.leaves(x)[0].shape[0]
+    n_c, s_c = block_layout(n, nb, batch_size)
+    rows = padded_rows(n, nb, batch_size)
+    xp, yp = pad_rows(x, rows), pad_rows(y, rows)
+    per_input = jax.vmap(jax.vmap(perturb, in_axes=(None, 0)), in_axes=(0, None))
 
-    def step(carry, t, valid):
-        n, p = t // nb, t % nb
-        z, aux = jax.vmap(perturb)(take(x, n), p)
-        s = score_fn(model_fn(params, z), take(y, n)).astype(jnp.float32)
-        return contribution(carry, n, p, s, aux, valid)
+    def step(carry, n0, p, valid):
+        z, aux = per_input(slice_rows(xp, n0, n_c), p)
+        flat = z.reshape((n_c * s_c,) + z.shape[2:])
+        yb = _repeat_rows(slice_rows(yp, n0, n_c), s_c)
+        s = score_fn(model_fn(params, flat), yb).astype(jnp.float32).reshape(n_c, s_c)
+        return contribution(carry, n0, p, s, aux, valid)
 
-    return scan_items(step, init, n_inputs * nb, batch_size)
+    return scan_blocks(step, init, n, nb, batch_size)
 
 
 def scores(model_fn, score_fn, params, x, y, *, batch_size) -> Float[Array, " N"]:
     """The explained score of each unperturbed input, chunked."""
+    n = x.shape[0]
     out = perturbation_accumulate(
         model_fn, score_fn, params, x, y, 1, lambda xi, p: (xi, None),
-        lambda c, n, p, s, aux, valid: c.at[n].add(jnp.where(valid, s, 0.0)),
-        jnp.zeros((x.shape[0],), jnp.float32), batch_size=batch_size)
-    return out
+        lambda c, n0, p, s, aux, valid: add_rows(c, n0, s[:, 0]),
+        jnp.zeros((padded_rows(n, 1, batch_size),), jnp.float32), batch_size=batch_size)
+    return out[:n]
 
 
 def resize_maps(maps: Float[Array, "N h w"], size: tuple[int, int], method: str = "bilinear"):

@@ -3,6 +3,7 @@
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from xjax._internal.batching import add_rows, pad_rows, padded_rows, slice_rows
 from xjax._internal.validate import check_positive_int
 from xjax.attributions._common import (check_batch_size, check_inputs, perturbation_accumulate,
                                        scores)
@@ -66,16 +67,21 @@ def occlusion(model_fn: ModelFn, *, patch_size: int | tuple[int, int] = 3,
 
         base = scores(model_fn, score_fn, params, x, y, batch_size=batch_size)
 
-        def contribution(carry, n, p, s, masks, valid):
-            total, count = carry
-            drop = jnp.where(valid, jnp.take(base, n) - s, 0.0)
-            m = masks.astype(jnp.float32) * valid[:, None, None].astype(jnp.float32)
-            return total.at[n].add(drop[:, None, None] * m), count.at[n].add(m)
-
         n = x.shape[0]
-        init = (jnp.zeros((n, h, w), jnp.float32), jnp.zeros((n, h, w), jnp.float32))
+        n_rows = padded_rows(n, nh * nw, batch_size)
+        base = pad_rows(base, n_rows)
+
+        def contribution(carry, n0, p, s, masks, valid):
+            total, count = carry                       # s: [n_c, s_c], masks: [n_c, s_c, H, W]
+            n_c = s.shape[0]
+            drop = jnp.where(valid[None, :], slice_rows(base, n0, n_c)[:, None] - s, 0.0)
+            m = masks[0].astype(jnp.float32) * valid[:, None, None].astype(jnp.float32)
+            return (add_rows(total, n0, jnp.einsum("ns,shw->nhw", drop, m)),
+                    add_rows(count, n0, jnp.broadcast_to(m.sum(0), (n_c, h, w))))
+
+        init = (jnp.zeros((n_rows, h, w), jnp.float32), jnp.zeros((n_rows, h, w), jnp.float32))
         total, count = perturbation_accumulate(model_fn, score_fn, params, x, y, nh * nw, perturb,
                                                contribution, init, batch_size=batch_size)
-        return total / jnp.maximum(count, 1.0)
+        return (total / jnp.maximum(count, 1.0))[:n]
 
     return explainer

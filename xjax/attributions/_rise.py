@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from xjax._internal.batching import add_rows, padded_rows
 from xjax._internal.validate import check_positive_int
 from xjax.attributions._common import (check_batch_size, check_inputs, check_key,
                                        perturbation_accumulate)
@@ -76,13 +77,15 @@ def rise(model_fn: ModelFn, *, nb_samples: int = 4000, grid_size: int = 7,
                           preservation_probability=preservation_probability).astype(xi.dtype)
             return xi * m[..., None] + mask_value * (1.0 - m[..., None]), m
 
-        def contribution(acc, idx, p, s, masks, valid):
-            s = jnp.where(valid, s, 0.0)
-            return acc.at[idx].add(s[:, None, None] * masks.astype(jnp.float32))
+        def contribution(acc, n0, p, s, masks, valid):
+            # masks are shared by the inputs of a block: use the first input's copy
+            s = jnp.where(valid[None, :], s, 0.0)
+            return add_rows(acc, n0, jnp.einsum("ns,shw->nhw", s, masks[0].astype(jnp.float32)))
 
+        rows = padded_rows(n, nb_samples, batch_size)
         acc = perturbation_accumulate(model_fn, score_fn, params, x, y, nb_samples, perturb,
-                                      contribution, jnp.zeros((n, h, w), jnp.float32),
+                                      contribution, jnp.zeros((rows, h, w), jnp.float32),
                                       batch_size=batch_size)
-        return acc / (nb_samples * preservation_probability)
+        return acc[:n] / (nb_samples * preservation_probability)
 
     return explainer
