@@ -84,14 +84,19 @@ def _repeat_rows(tree, times: int):
     return jax.tree.map(lambda a: jnp.repeat(a, times, axis=0), tree)
 
 
+def _no_sample(s):
+    return s
+
+
 def gradient_moments(model_fn, score_fn, params, x: Float[Array, "N H W C"], y,
                      make_input: Callable, weights: Float[Array, " S"], *, batch_size,
-                     second: bool = False):
+                     second: bool = False, sample: Callable = _no_sample):
     """Weighted first (and second) moments of input gradients over S samples per input.
 
-    For item ``(n, s)``: ``z = make_input(x[n], s)``, ``g = d score(model(z), y[n]) / dz``;
-    returns ``m1[n] = sum_s w_s g`` and, if ``second``, ``m2[n] = sum_s w_s g^2``. One scan
-    over blocks of at most ``batch_size`` items (inputs and samples together).
+    For item ``(n, s)``: ``z = make_input(x[n], sample(s))``,
+    ``g = d score(model(z), y[n]) / dz``; returns ``m1[n] = sum_s w_s g`` and, if ``second``,
+    ``m2[n] = sum_s w_s g^2``. ``sample(s)`` (noise, say) is computed once per sample of a block
+    and shared by its inputs. One scan over blocks of at most ``batch_size`` items.
     """
     n, nb = x.shape[0], weights.shape[0]
     n_c, s_c = block_layout(n, nb, batch_size)
@@ -102,8 +107,8 @@ def gradient_moments(model_fn, score_fn, params, x: Float[Array, "N H W C"], y,
     per_input = jax.vmap(jax.vmap(make_input, in_axes=(None, 0)), in_axes=(0, None))
 
     def step(carry, n0, s, valid):
-        xb = slice_rows(xp, n0, n_c)
-        z = per_input(xb, s).reshape((n_c * s_c,) + x.shape[1:])
+        z = per_input(slice_rows(xp, n0, n_c), jax.vmap(sample)(s))
+        z = z.reshape((n_c * s_c,) + x.shape[1:])
         yb = _repeat_rows(slice_rows(yp, n0, n_c), s_c)
         g = jax.grad(lambda zs: score_fn(model_fn(params, zs), yb).astype(jnp.float32).sum())(z)
         g = g.reshape((n_c, s_c) + x.shape[1:])
@@ -117,14 +122,15 @@ def gradient_moments(model_fn, score_fn, params, x: Float[Array, "N H W C"], y,
     return tuple(a[:n] for a in out)
 
 
-def perturbation_accumulate(model_fn, score_fn, params, x, y, nb: int, perturb: Callable,
-                            contribution: Callable, init, *, batch_size):
+def perturbation_accumulate(model_fn, score_fn, params, x, y, nb: int, sample: Callable,
+                            apply: Callable, contribution: Callable, init, *, batch_size):
     """Fold model scores of ``nb`` perturbed copies per input into accumulators.
 
-    Blocks of ``n_c`` inputs x ``s_c`` perturbations: ``z, aux = perturb(x[n], p)`` for each
-    pair (``aux`` is whatever the contribution needs, a mask say), ``scores: f32[n_c, s_c]``,
-    then ``carry = contribution(carry, n0, p: i32[s_c], scores, aux, valid: bool[s_c])`` where
-    ``n0`` is the block's first input. Accumulators indexed by input need
+    Perturbation ``p`` is ``aux = sample(p)`` (a mask, a coalition: computed once per block and
+    shared by the block's inputs) applied as ``z = apply(x[n], aux)``. Blocks of ``n_c`` inputs
+    x ``s_c`` perturbations give ``scores: f32[n_c, s_c]``, then
+    ``carry = contribution(carry, n0, p: i32[s_c], scores, aux: [s_c, ...], valid: bool[s_c])``
+    where ``n0`` is the block's first input. Accumulators indexed by input need
     ``padded_rows(N, nb, batch_size)`` rows; the caller slices the first N. ``x`` is the images
     or any pytree with leading axis N (images with their segmentations, say). No more than
     ``batch_size`` images meet the model at once.
@@ -133,10 +139,11 @@ def perturbation_accumulate(model_fn, score_fn, params, x, y, nb: int, perturb: 
     n_c, s_c = block_layout(n, nb, batch_size)
     rows = padded_rows(n, nb, batch_size)
     xp, yp = pad_rows(x, rows), pad_rows(y, rows)
-    per_input = jax.vmap(jax.vmap(perturb, in_axes=(None, 0)), in_axes=(0, None))
+    per_input = jax.vmap(jax.vmap(apply, in_axes=(None, 0)), in_axes=(0, None))
 
     def step(carry, n0, p, valid):
-        z, aux = per_input(slice_rows(xp, n0, n_c), p)
+        aux = jax.vmap(sample)(p)
+        z = per_input(slice_rows(xp, n0, n_c), aux)
         flat = z.reshape((n_c * s_c,) + z.shape[2:])
         yb = _repeat_rows(slice_rows(yp, n0, n_c), s_c)
         s = score_fn(model_fn(params, flat), yb).astype(jnp.float32).reshape(n_c, s_c)
@@ -149,7 +156,7 @@ def scores(model_fn, score_fn, params, x, y, *, batch_size) -> Float[Array, " N"
     """The explained score of each unperturbed input, chunked."""
     n = x.shape[0]
     out = perturbation_accumulate(
-        model_fn, score_fn, params, x, y, 1, lambda xi, p: (xi, None),
+        model_fn, score_fn, params, x, y, 1, _no_sample, lambda xi, aux: xi,
         lambda c, n0, p, s, aux, valid: add_rows(c, n0, s[:, 0]),
         jnp.zeros((padded_rows(n, 1, batch_size),), jnp.float32), batch_size=batch_size)
     return out[:n]

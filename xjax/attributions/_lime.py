@@ -95,10 +95,10 @@ def _surrogate_explainer(name, model_fn, *, draw, solve, segmenter, baseline, sc
         z = draw(key)                                                   # [P, d] in {0, 1}
         b = jnp.asarray(baseline, x.dtype)
 
-        def perturb(xi_seg, p):
+        def apply(xi_seg, zp):
             xi, seg = xi_seg
-            m = jnp.take(z[p], seg).astype(xi.dtype)[..., None]
-            return xi * m + b * (1.0 - m), None
+            m = jnp.take(zp, seg).astype(xi.dtype)[..., None]
+            return xi * m + b * (1.0 - m)
 
         def contribution(acc, n0, p, s, aux, valid):
             block = jnp.zeros((s.shape[0], acc.shape[1]), jnp.float32)
@@ -106,7 +106,7 @@ def _surrogate_explainer(name, model_fn, *, draw, solve, segmenter, baseline, sc
             return add_rows(acc, n0, block)
 
         scores = perturbation_accumulate(model_fn, score_fn, params, (x, segments), y,
-                                         z.shape[0], perturb, contribution,
+                                         z.shape[0], lambda p: z[p], apply, contribution,
                                          jnp.zeros((padded_rows(n, z.shape[0], batch_size),
                                                     z.shape[0]), jnp.float32),
                                          batch_size=batch_size)[:n]      # [N, P]

@@ -61,9 +61,8 @@ def occlusion(model_fn: ModelFn, *, patch_size: int | tuple[int, int] = 3,
             r0, c0 = (p // nw) * stride[0], (p % nw) * stride[1]
             return ((rows >= r0) & (rows < r0 + size[0]) & (cols >= c0) & (cols < c0 + size[1]))
 
-        def perturb(xi, p):
-            m = patch_mask(p)
-            return jnp.where(m[..., None], jnp.asarray(occlusion_value, xi.dtype), xi), m
+        def apply(xi, m):
+            return jnp.where(m[..., None], jnp.asarray(occlusion_value, xi.dtype), xi)
 
         base = scores(model_fn, score_fn, params, x, y, batch_size=batch_size)
 
@@ -72,16 +71,17 @@ def occlusion(model_fn: ModelFn, *, patch_size: int | tuple[int, int] = 3,
         base = pad_rows(base, n_rows)
 
         def contribution(carry, n0, p, s, masks, valid):
-            total, count = carry                       # s: [n_c, s_c], masks: [n_c, s_c, H, W]
+            total, count = carry                       # s: [n_c, s_c], masks: [s_c, H, W]
             n_c = s.shape[0]
             drop = jnp.where(valid[None, :], slice_rows(base, n0, n_c)[:, None] - s, 0.0)
-            m = masks[0].astype(jnp.float32) * valid[:, None, None].astype(jnp.float32)
+            m = masks.astype(jnp.float32) * valid[:, None, None].astype(jnp.float32)
             return (add_rows(total, n0, jnp.einsum("ns,shw->nhw", drop, m)),
                     add_rows(count, n0, jnp.broadcast_to(m.sum(0), (n_c, h, w))))
 
         init = (jnp.zeros((n_rows, h, w), jnp.float32), jnp.zeros((n_rows, h, w), jnp.float32))
-        total, count = perturbation_accumulate(model_fn, score_fn, params, x, y, nh * nw, perturb,
-                                               contribution, init, batch_size=batch_size)
+        total, count = perturbation_accumulate(model_fn, score_fn, params, x, y, nh * nw,
+                                               patch_mask, apply, contribution, init,
+                                               batch_size=batch_size)
         return (total / jnp.maximum(count, 1.0))[:n]
 
     return explainer

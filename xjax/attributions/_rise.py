@@ -72,19 +72,21 @@ def rise(model_fn: ModelFn, *, nb_samples: int = 4000, grid_size: int = 7,
         if grid_size > min(h, w):
             raise ValueError(f"rise: grid_size={grid_size} is larger than the images ({h}, {w})")
 
-        def perturb(xi, p):
-            m = rise_mask(jax.random.fold_in(key, p), h, w, grid_size=grid_size,
-                          preservation_probability=preservation_probability).astype(xi.dtype)
-            return xi * m[..., None] + mask_value * (1.0 - m[..., None]), m
+        def sample(p):
+            return rise_mask(jax.random.fold_in(key, p), h, w, grid_size=grid_size,
+                             preservation_probability=preservation_probability)
+
+        def apply(xi, m):
+            m = m.astype(xi.dtype)[..., None]
+            return xi * m + mask_value * (1.0 - m)
 
         def contribution(acc, n0, p, s, masks, valid):
-            # masks are shared by the inputs of a block: use the first input's copy
             s = jnp.where(valid[None, :], s, 0.0)
-            return add_rows(acc, n0, jnp.einsum("ns,shw->nhw", s, masks[0].astype(jnp.float32)))
+            return add_rows(acc, n0, jnp.einsum("ns,shw->nhw", s, masks))
 
         rows = padded_rows(n, nb_samples, batch_size)
-        acc = perturbation_accumulate(model_fn, score_fn, params, x, y, nb_samples, perturb,
-                                      contribution, jnp.zeros((rows, h, w), jnp.float32),
+        acc = perturbation_accumulate(model_fn, score_fn, params, x, y, nb_samples, sample,
+                                      apply, contribution, jnp.zeros((rows, h, w), jnp.float32),
                                       batch_size=batch_size)
         return acc[:n] / (nb_samples * preservation_probability)
 

@@ -28,13 +28,16 @@ def _noisy_gradient_method(name: str, statistic: str, model_fn: ModelFn, *, nb_s
 
         # Sample s adds eps_s ~ N(0, noise^2 I); the same S draws serve every input, so each
         # input's map depends only on itself and the key (batch independence).
-        def make_input(xi, s):
-            eps = jax.random.normal(jax.random.fold_in(key, s), xi.shape, xi.dtype)
+        def sample(s):
+            return jax.random.normal(jax.random.fold_in(key, s), x.shape[1:], x.dtype)
+
+        def make_input(xi, eps):
             return xi + noise * eps
 
         weights = jnp.full((nb_samples,), 1.0 / nb_samples, x.dtype)
         moments = gradient_moments(model_fn, score_fn, params, x, y, make_input, weights,
-                                   batch_size=batch_size, second=statistic != "mean")
+                                   batch_size=batch_size, second=statistic != "mean",
+                                   sample=sample)
         if statistic == "mean":
             maps = moments[0]
         elif statistic == "square":
