@@ -2,6 +2,7 @@
 
 from xjax import attributions as attributions
 from xjax import data as data
+from xjax import gsa as gsa
 from xjax import models as models
 from xjax import plots as plots
 from xjax import train as train

@@ -29,6 +29,8 @@ EXPLAINERS = [
     ("lime", {"nb_samples": 6, "segmentation": "grid", "grid_size": 2}),
     ("kernel_shap", {"nb_samples": 6, "segmentation": "grid", "grid_size": 2}),
     ("noise_tunnel", {}),
+    ("sobol", {"grid_size": 2, "nb_design": 2}),
+    ("hsic", {"grid_size": 2, "nb_design": 8}),
 ]
 STOCHASTIC = set(xjax.attributions.STOCHASTIC) | {"noise_tunnel"}
 IDS = [e[0] for e in EXPLAINERS]
@@ -176,6 +178,11 @@ def test_bad_input(name, kwargs, data):
     ("kernel_shap", {"nb_samples": 2}, "nb_samples"),
     ("saliency", {"batch_size": 0}, "batch_size"),
     ("integrated_gradients", {"rule": "simpson"}, "rule"),
+    ("sobol", {"nb_design": 24}, "power of two"),
+    ("sobol", {"estimator": "sobol"}, "estimator"),
+    ("sobol", {"perturbation": "noise"}, "perturbation"),
+    ("sobol", {"sampler": "grid"}, "sampler"),
+    ("hsic", {"kernel": "laplace"}, "kernel"),
 ])
 def test_bad_hyperparameters(factory, kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -31,6 +31,8 @@ from xjax.attributions._score import probability as probability
 from xjax.attributions._score import regression as regression
 from xjax.attributions._score import semantic_segmentation as semantic_segmentation
 from xjax.attributions._smoothgrad import smoothgrad as smoothgrad
+from xjax.attributions._sobol import hsic as hsic
+from xjax.attributions._sobol import sobol as sobol
 from xjax.attributions._smoothgrad import squaregrad as squaregrad
 from xjax.attributions._smoothgrad import vargrad as vargrad
 
@@ -43,6 +45,7 @@ __all__ = [
     "grad_cam_pp",
     "gradient_input",
     "grid_segments",
+    "hsic",
     "guided_backprop",
     "integrated_gradients",
     "kernel_shap",
@@ -60,6 +63,7 @@ __all__ = [
     "semantic_segmentation",
     "slic_segments",
     "smoothgrad",
+    "sobol",
     "squaregrad",
     "vargrad",
 ]
