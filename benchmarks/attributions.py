@@ -29,6 +29,7 @@ def methods(h, reduced):
     n_patch = ((h - occ["patch_size"]) // occ["patch_stride"] + 1) ** 2
     s = 16 if reduced else 50
     rise_n, lime_n, shap_n = (256, 64, 64) if reduced else (4000, 150, 800)
+    sobol_n, hsic_n = (4, 128) if reduced else (32, 500)
     return {
         "saliency": ({}, "grad", 1),
         "gradient_input": ({}, "grad", 1),
@@ -44,6 +45,8 @@ def methods(h, reduced):
         "rise": ({"nb_samples": rise_n}, "fwd", rise_n),
         "lime": ({"nb_samples": lime_n}, "fwd", lime_n),
         "kernel_shap": ({"nb_samples": shap_n}, "fwd", shap_n),
+        "sobol": ({"nb_design": sobol_n}, "fwd", sobol_n * (8 * 8 + 2)),
+        "hsic": ({"nb_design": hsic_n}, "fwd", hsic_n),
     }
 
 
@@ -95,9 +98,20 @@ def main():
         run = jax.jit(lambda p, xs, ys, e=e, key=key: e(p, xs, ys, key=key))
         t = timed(run, model.params, x, y, repeats=args.repeats) / args.n
         ratio = t / (calls * unit[kind])
-        rows.append({"method": name, "kwargs": kw, "seconds_per_image": t, "model_calls": calls,
-                     "unit": kind, "overhead_ratio": ratio})
-        print(f"{name:22s} {t:10.5f} s/image  calls {calls:5d} ({kind})  ratio {ratio:6.3f}",
+        row = {"method": name, "kwargs": kw, "seconds_per_image": t, "model_calls": calls,
+               "unit": kind, "overhead_ratio": ratio}
+        extra = ""
+        if name in ("sobol", "hsic"):
+            # the same explainer on a model that costs nothing: masks, perturbation, estimator
+            free = A.from_name(name, model._replace(
+                model_fn=lambda p, z: jnp.broadcast_to(z.mean((1, 2, 3))[:, None],
+                                                       (z.shape[0], 1000))), batch_size=b, **kw)
+            t0 = timed(jax.jit(lambda p, xs, ys, e=free: e(p, xs, ys)), model.params, x, y,
+                       repeats=args.repeats) / args.n
+            row["seconds_without_model"] = t0
+            extra = f"  masks+estimator {100 * t0 / t:5.1f}%"
+        rows.append(row)
+        print(f"{name:22s} {t:10.5f} s/image  calls {calls:5d} ({kind})  ratio {ratio:6.3f}{extra}",
               flush=True)
     if args.json:
         with open(args.json, "w") as f:

@@ -29,7 +29,7 @@ EXPLAINERS = [
     ("lime", {"nb_samples": 6, "segmentation": "grid", "grid_size": 2}),
     ("kernel_shap", {"nb_samples": 6, "segmentation": "grid", "grid_size": 2}),
     ("noise_tunnel", {}),
-    ("sobol", {"grid_size": 2, "nb_design": 2}),
+    ("sobol", {"grid_size": 2, "nb_design": 8}),
     ("hsic", {"grid_size": 2, "nb_design": 8}),
 ]
 STOCHASTIC = set(xjax.attributions.STOCHASTIC) | {"noise_tunnel"}
