@@ -31,10 +31,10 @@ from xjax.attributions._score import probability as probability
 from xjax.attributions._score import regression as regression
 from xjax.attributions._score import semantic_segmentation as semantic_segmentation
 from xjax.attributions._smoothgrad import smoothgrad as smoothgrad
-from xjax.attributions._sobol import hsic as hsic
-from xjax.attributions._sobol import sobol as sobol
 from xjax.attributions._smoothgrad import squaregrad as squaregrad
 from xjax.attributions._smoothgrad import vargrad as vargrad
+from xjax.attributions._sobol import hsic as hsic
+from xjax.attributions._sobol import sobol as sobol
 
 __all__ = [
     "METHODS",

@@ -8,8 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from xjax._internal.batching import (add_rows, block_layout, pad_rows, padded_rows, scan_blocks,
-                                     slice_rows)
+from xjax._internal.batching import add_rows, block_layout, pad_rows, padded_rows, scan_blocks, slice_rows
 from xjax._internal.validate import check_images, check_positive_int
 
 REDUCTIONS = ("max", "mean", "sum", None)
@@ -150,6 +149,22 @@ def perturbation_accumulate(model_fn, score_fn, params, x, y, nb: int, sample: C
         return contribution(carry, n0, p, s, aux, valid)
 
     return scan_blocks(step, init, n, nb, batch_size)
+
+
+def score_table(model_fn, score_fn, params, x, y, nb: int, sample: Callable, apply: Callable, *,
+                batch_size) -> Float[Array, "N P"]:
+    """``f32[N, nb]``: the score of every input under each of ``nb`` perturbations
+    (``apply(x[n], sample(p))``), through :func:`perturbation_accumulate`."""
+    n = jax.tree.leaves(x)[0].shape[0]
+
+    def contribution(acc, n0, p, s, aux, valid):
+        block = jnp.zeros((s.shape[0], nb), jnp.float32).at[:, p].add(
+            jnp.where(valid[None, :], s, 0.0))          # a small [n_c, nb] scatter
+        return add_rows(acc, n0, block)
+
+    init = jnp.zeros((padded_rows(n, nb, batch_size), nb), jnp.float32)
+    return perturbation_accumulate(model_fn, score_fn, params, x, y, nb, sample, apply,
+                                   contribution, init, batch_size=batch_size)[:n]
 
 
 def scores(model_fn, score_fn, params, x, y, *, batch_size) -> Float[Array, " N"]:

@@ -18,8 +18,13 @@ from jax import lax
 from jax.extend import core as jcore
 from jaxtyping import Array, Float
 
-from xjax.attributions._common import (check_batch_size, check_inputs, check_reduction,
-                                       gradient_moments, reduce_channels)
+from xjax.attributions._common import (
+    check_batch_size,
+    check_inputs,
+    check_reduction,
+    gradient_moments,
+    reduce_channels,
+)
 from xjax.attributions._score import logit
 from xjax.typing import Explainer, ModelFn, ScoreFn
 

@@ -5,8 +5,13 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from xjax._internal.validate import check_positive_int
-from xjax.attributions._common import (check_batch_size, check_inputs, check_reduction,
-                                       gradient_moments, reduce_channels)
+from xjax.attributions._common import (
+    check_batch_size,
+    check_inputs,
+    check_reduction,
+    gradient_moments,
+    reduce_channels,
+)
 from xjax.attributions._score import logit
 from xjax.typing import Explainer, ModelFn, ScoreFn
 

@@ -17,10 +17,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from xjax._internal.batching import add_rows, padded_rows
 from xjax._internal.validate import check_positive_int
-from xjax.attributions._common import (check_batch_size, check_inputs, check_key,
-                                       perturbation_accumulate)
+from xjax.attributions._common import check_batch_size, check_inputs, check_key, score_table
 from xjax.attributions._score import logit
 from xjax.typing import Explainer, ModelFn, ScoreFn
 
@@ -100,16 +98,8 @@ def _surrogate_explainer(name, model_fn, *, draw, solve, segmenter, baseline, sc
             m = jnp.take(zp, seg).astype(xi.dtype)[..., None]
             return xi * m + b * (1.0 - m)
 
-        def contribution(acc, n0, p, s, aux, valid):
-            block = jnp.zeros((s.shape[0], acc.shape[1]), jnp.float32)
-            block = block.at[:, p].add(jnp.where(valid[None, :], s, 0.0))   # small [n_c, P]
-            return add_rows(acc, n0, block)
-
-        scores = perturbation_accumulate(model_fn, score_fn, params, (x, segments), y,
-                                         z.shape[0], lambda p: z[p], apply, contribution,
-                                         jnp.zeros((padded_rows(n, z.shape[0], batch_size),
-                                                    z.shape[0]), jnp.float32),
-                                         batch_size=batch_size)[:n]      # [N, P]
+        scores = score_table(model_fn, score_fn, params, (x, segments), y, z.shape[0],
+                             lambda p: z[p], apply, batch_size=batch_size)    # [N, P]
         phi = solve(z.astype(jnp.float32), scores)                      # [N, d]
         return jax.vmap(lambda p, seg: jnp.take(p, seg))(phi, segments)
 

@@ -5,8 +5,7 @@ from jaxtyping import Array, Float
 
 from xjax._internal.batching import add_rows, pad_rows, padded_rows, slice_rows
 from xjax._internal.validate import check_positive_int
-from xjax.attributions._common import (check_batch_size, check_inputs, perturbation_accumulate,
-                                       scores)
+from xjax.attributions._common import check_batch_size, check_inputs, perturbation_accumulate, scores
 from xjax.attributions._score import logit
 from xjax.typing import Explainer, ModelFn, ScoreFn
 

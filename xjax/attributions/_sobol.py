@@ -7,9 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from xjax._internal.batching import add_rows, padded_rows
 from xjax._internal.validate import check_positive_int
-from xjax.attributions._common import check_batch_size, check_inputs, perturbation_accumulate
+from xjax.attributions._common import check_batch_size, check_inputs, score_table
 from xjax.attributions._score import logit
 from xjax.gsa._hsic import KERNELS, hsic_scores
 from xjax.gsa._sobol import ESTIMATORS, SAMPLERS, replicated_design, sample, sobol_indices
@@ -77,14 +76,8 @@ def _masked_scores(name, model_fn, score_fn, params, x, y, masks, *, grid_size, 
     def apply(xi, m):
         return perturb(xi, m.astype(xi.dtype))
 
-    def contribution(acc, n0, p, s, aux, valid):
-        block = jnp.zeros((s.shape[0], nb), jnp.float32).at[:, p].add(
-            jnp.where(valid[None, :], s, 0.0))
-        return add_rows(acc, n0, block)
-
-    init = jnp.zeros((padded_rows(n, nb, batch_size), nb), jnp.float32)
-    return perturbation_accumulate(model_fn, score_fn, params, x, y, nb, sample_mask, apply,
-                                   contribution, init, batch_size=batch_size)[:n]
+    return score_table(model_fn, score_fn, params, x, y, nb, sample_mask, apply,
+                       batch_size=batch_size)
 
 
 def _to_map(indices: Float[Array, "N d"], grid_size, nb_channels, hw, channel_reduction):

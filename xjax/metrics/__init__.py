@@ -1,0 +1,39 @@
+"""Metrics that judge explanations: fidelity, stability, complexity, randomization checks,
+and MeGe/ReCo. Each factory returns a pure function of ``(params, x, y, maps)`` (or of an
+explainer when the metric re-explains) giving one value per image, ``f32[N]``."""
+
+from xjax.metrics._complexity import complexity as complexity
+from xjax.metrics._complexity import sparseness as sparseness
+from xjax.metrics._fidelity import average_drop as average_drop
+from xjax.metrics._fidelity import average_gain as average_gain
+from xjax.metrics._fidelity import average_increase as average_increase
+from xjax.metrics._fidelity import deletion as deletion
+from xjax.metrics._fidelity import insertion as insertion
+from xjax.metrics._fidelity import mu_fidelity as mu_fidelity
+from xjax.metrics._representativity import MegeReco as MegeReco
+from xjax.metrics._representativity import mege_reco as mege_reco
+from xjax.metrics._representativity import mege_reco_protocol as mege_reco_protocol
+from xjax.metrics._stability import average_stability as average_stability
+from xjax.metrics._stability import label_randomization as label_randomization
+from xjax.metrics._stability import model_randomization as model_randomization
+from xjax.metrics._stability import randomize_params as randomize_params
+from xjax.metrics._stability import ssim as ssim
+
+__all__ = [
+    "MegeReco",
+    "average_drop",
+    "average_gain",
+    "average_increase",
+    "average_stability",
+    "complexity",
+    "deletion",
+    "insertion",
+    "label_randomization",
+    "mege_reco",
+    "mege_reco_protocol",
+    "model_randomization",
+    "mu_fidelity",
+    "randomize_params",
+    "sparseness",
+    "ssim",
+]
