@@ -10,9 +10,12 @@ from xjax.metrics._fidelity import average_increase as average_increase
 from xjax.metrics._fidelity import deletion as deletion
 from xjax.metrics._fidelity import insertion as insertion
 from xjax.metrics._fidelity import mu_fidelity as mu_fidelity
+from xjax.metrics._representativity import FoldModels as FoldModels
 from xjax.metrics._representativity import MegeReco as MegeReco
+from xjax.metrics._representativity import explain_folds as explain_folds
 from xjax.metrics._representativity import mege_reco as mege_reco
 from xjax.metrics._representativity import mege_reco_protocol as mege_reco_protocol
+from xjax.metrics._representativity import train_folds as train_folds
 from xjax.metrics._stability import average_stability as average_stability
 from xjax.metrics._stability import label_randomization as label_randomization
 from xjax.metrics._stability import model_randomization as model_randomization
@@ -20,6 +23,7 @@ from xjax.metrics._stability import randomize_params as randomize_params
 from xjax.metrics._stability import ssim as ssim
 
 __all__ = [
+    "FoldModels",
     "MegeReco",
     "average_drop",
     "average_gain",
@@ -27,6 +31,7 @@ __all__ = [
     "average_stability",
     "complexity",
     "deletion",
+    "explain_folds",
     "insertion",
     "label_randomization",
     "mege_reco",
@@ -36,4 +41,5 @@ __all__ = [
     "randomize_params",
     "sparseness",
     "ssim",
+    "train_folds",
 ]

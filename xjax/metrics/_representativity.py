@@ -11,7 +11,8 @@ from jaxtyping import Array, Float, Int
 from xjax.metrics._common import spatial, spearman
 from xjax.typing import Explainer, ModelFn
 
-__all__ = ["MegeReco", "mege_reco", "mege_reco_protocol"]
+__all__ = ["FoldModels", "MegeReco", "explain_folds", "mege_reco", "mege_reco_protocol",
+           "train_folds"]
 
 
 class MegeReco(NamedTuple):
@@ -90,20 +91,20 @@ def mege_reco(maps: Float[Array, "k n H W"], predictions: Int[Array, "k n"], y: 
     return MegeReco(mege.astype(jnp.float32), reco.astype(jnp.float32), n_same, n_diff)
 
 
-def mege_reco_protocol(train: Callable, model_fn: ModelFn, explainer: Explainer,
-                       x: Float[np.ndarray, "n H W C"], y: Int[np.ndarray, " n"], *, k: int = 4,
-                       key: jax.Array, explain_key: jax.Array | None = None):
-    """Run the whole protocol: shuffle, split into k contiguous folds, train
-    ``train(x_train, y_train, key) -> params`` on each complement, explain every input with
-    all k models at once (``vmap`` over the stacked parameters) and score with
-    :func:`mege_reco`.
+class FoldModels(NamedTuple):
+    """k models trained on the complements of k contiguous folds of a shuffled dataset."""
 
-    Returns:
-      ``(MegeReco, info)`` where ``info`` has the per-model held-out accuracy.
+    params: object                      # stacked parameter pytree, leading axis k
+    x: np.ndarray                       # the shuffled inputs
+    y: np.ndarray                       # their labels
+    folds: np.ndarray                   # i32[n], the fold each input was held out of
+    held_out_accuracy: list
 
-    Raises:
-      ValueError: ``k < 2`` or ``n`` not divisible by ``k``.
-    """
+
+def train_folds(train: Callable, model_fn: ModelFn, x, y, *, k: int = 4,
+                key: jax.Array) -> FoldModels:
+    """Shuffle, split into k contiguous folds and train ``train(x_train, y_train, key) -> params``
+    on each complement (the part of the MeGe protocol that does not depend on the explainer)."""
     n = len(x)
     if isinstance(k, bool) or not isinstance(k, int) or k < 2:
         raise ValueError(f"mege_reco_protocol: k must be an int >= 2 (folds), got {k!r}")
@@ -117,17 +118,39 @@ def mege_reco_protocol(train: Callable, model_fn: ModelFn, explainer: Explainer,
     params = [train(x[folds != i], y[folds != i], jax.random.fold_in(k_train, i))
               for i in range(k)]
     stacked = jax.tree.map(lambda *a: jnp.stack(a), *params)
-    xj, yj = jnp.asarray(x), jnp.asarray(y, jnp.int32)
+    preds = jax.jit(jax.vmap(lambda p: jnp.argmax(model_fn(p, jnp.asarray(x)), -1)))(stacked)
+    acc = [float(np.mean(np.asarray(preds[i])[folds == i] == y[folds == i])) for i in range(k)]
+    return FoldModels(stacked, x, y, folds, acc)
+
+
+def explain_folds(models: FoldModels, model_fn: ModelFn, explainer: Explainer, *,
+                  key: jax.Array | None = None) -> MegeReco:
+    """Explain every input with all k models at once (``vmap`` over the stacked parameters) and
+    score with :func:`mege_reco`."""
+    xj, yj = jnp.asarray(models.x), jnp.asarray(models.y, jnp.int32)
 
     @jax.jit
     def run(stacked):
         def one(p):
             preds = jnp.argmax(model_fn(p, xj), -1).astype(jnp.int32)
-            return explainer(p, xj, yj, key=explain_key), preds
+            return explainer(p, xj, yj, key=key), preds
         return jax.vmap(one)(stacked)
 
-    maps, preds = run(stacked)
-    result = mege_reco(maps, preds, yj, jnp.asarray(folds, jnp.int32))
-    held_out = [float(np.mean(np.asarray(preds[i])[folds == i] == y[folds == i]))
-                for i in range(k)]
-    return result, {"held_out_accuracy": held_out}
+    maps, preds = run(models.params)
+    return mege_reco(maps, preds, yj, jnp.asarray(models.folds, jnp.int32))
+
+
+def mege_reco_protocol(train: Callable, model_fn: ModelFn, explainer: Explainer,
+                       x: Float[np.ndarray, "n H W C"], y: Int[np.ndarray, " n"], *, k: int = 4,
+                       key: jax.Array, explain_key: jax.Array | None = None):
+    """Run the whole protocol: :func:`train_folds` then :func:`explain_folds`.
+
+    Returns:
+      ``(MegeReco, info)`` where ``info`` has the per-model held-out accuracy.
+
+    Raises:
+      ValueError: ``k < 2`` or ``n`` not divisible by ``k``.
+    """
+    models = train_folds(train, model_fn, x, y, k=k, key=key)
+    return (explain_folds(models, model_fn, explainer, key=explain_key),
+            {"held_out_accuracy": models.held_out_accuracy})

@@ -1,0 +1,40 @@
+"""Resumable experiment results: one JSON file updated after every finished unit of work, and a
+markdown table written from it. A run that is interrupted and started again skips the units
+already in the JSON (nothing lost, nothing done twice)."""
+
+import json
+import os
+
+
+class Results:
+    def __init__(self, path_json: str):
+        self.path = path_json
+        self.rows: dict[str, dict] = {}
+        if os.path.exists(path_json):
+            with open(path_json) as f:
+                self.rows = json.load(f)["rows"]
+
+    def done(self, key: str) -> bool:
+        return key in self.rows
+
+    def add(self, key: str, row: dict, meta: dict | None = None) -> None:
+        self.rows[key] = row
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"meta": meta or {}, "rows": self.rows}, f, indent=1)
+        os.replace(tmp, self.path)
+
+    def markdown(self, columns: list[str], title: str, command: str) -> str:
+        lines = [f"## {title}", "", f"`{command}`", "",
+                 "| " + " | ".join(["run"] + columns) + " |",
+                 "|" + "---|" * (len(columns) + 1)]
+        for key, row in self.rows.items():
+            cells = [f"{row[c]:.4f}" if isinstance(row.get(c), float) else str(row.get(c, ""))
+                     for c in columns]
+            lines.append("| " + " | ".join([key] + cells) + " |")
+        return "\n".join(lines) + "\n"
+
+    def write_markdown(self, path: str, columns: list[str], title: str, command: str) -> None:
+        with open(path, "w") as f:
+            f.write(self.markdown(columns, title, command))

@@ -1,0 +1,43 @@
+"""The experiment scripts run in --quick mode, write markdown + JSON, and resume."""
+
+import json
+import os
+import sys
+
+import pytest
+
+from tests.conftest import FASHION_MNIST_PRESENT
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "experiments"))
+
+
+def test_sobol_fidelity_quick_and_resume(tmp_path):
+    import sobol_fidelity
+
+    sobol_fidelity.main(["--quick", "--out", str(tmp_path)])
+    with open(tmp_path / "sobol_fidelity_quick.json") as f:
+        rows = json.load(f)["rows"]
+    assert set(rows) == {"sobol", "hsic", "rise", "occlusion", "saliency", "integrated_gradients"}
+    for row in rows.values():
+        assert 0.0 <= row["deletion_prob"] <= 1.0 and 0.0 <= row["insertion_prob"] <= 1.0
+    assert (tmp_path / "sobol_fidelity_quick.md").read_text().count("\n| ") >= 7
+    # an interrupted run: drop one finished method, rerun, only that one is recomputed
+    del rows["rise"]
+    with open(tmp_path / "sobol_fidelity_quick.json", "w") as f:
+        json.dump({"meta": {}, "rows": rows}, f)
+    before = {k: v["seconds_per_image"] for k, v in rows.items()}
+    again = sobol_fidelity.main(["--quick", "--out", str(tmp_path)]).rows
+    assert set(again) == set(before) | {"rise"}
+    assert all(again[k]["seconds_per_image"] == v for k, v in before.items())
+
+
+@pytest.mark.skipif(not FASHION_MNIST_PRESENT, reason="Fashion-MNIST not installed "
+                    "(apt-get install dataset-fashion-mnist)")
+def test_mege_reco_quick(tmp_path):
+    import mege_reco
+
+    rows = mege_reco.main(["--quick", "--out", str(tmp_path)]).rows
+    assert set(rows) == set(mege_reco.METHODS)
+    for row in rows.values():
+        assert 0.0 < row["mege"] <= 1.0 and 0.0 <= row["reco"] <= 1.0
+        assert row["pairs_same"] + row["pairs_diff"] > 0
