@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -46,11 +47,14 @@ def main(argv=None):
     x, y = x[:n], y[:n]
     arch = xjax.models.small_cnn()
 
+    # data parallel over every device in full mode; the tiny quick run stays on one device
+    mesh = Mesh(np.array(jax.devices()[:1]), ("data",)) if args.quick else None
+
     def train(xt, yt, key):
         model = xjax.models.small_cnn(key=key)
         state = xjax.train.fit(model.model_fn, model.params, xt, yt,
                                optimizer=optax.adam(1e-3), epochs=epochs, batch_size=40,
-                               key=jax.random.fold_in(key, 1), progress=False)
+                               key=jax.random.fold_in(key, 1), progress=False, mesh=mesh)
         return state.params
 
     tag = "quick" if args.quick else "full"
