@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/xjax explain --model efficientnet_lite0 --method saliency --images samples --out out/demo
-	@echo "Figures written to $(CURDIR)/out/demo (one PNG per photo)."
+	$(VENV)/bin/xjax explain --model efficientnet_lite0 --method saliency,guided_backprop,grad_cam --images samples --out out/demo
+	@echo "Figures written to $(CURDIR)/out/demo: one PNG per photo and method, and grid.png."
 
 # pytest exits 5 when it collected no tests: that must fail, never pass.
 test: $(STAMP)
