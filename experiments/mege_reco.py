@@ -22,8 +22,9 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.dirname(__file__))
-import xjax  # noqa: E402
 from _results import Results  # noqa: E402
+
+import xjax  # noqa: E402
 
 A, M = xjax.attributions, xjax.metrics
 

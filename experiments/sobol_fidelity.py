@@ -19,8 +19,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.dirname(__file__))
-import xjax  # noqa: E402
 from _results import Results  # noqa: E402
+
+import xjax  # noqa: E402
 
 A, M = xjax.attributions, xjax.metrics
 
@@ -68,7 +69,7 @@ def main(argv=None):
         e = A.from_name(name, model, batch_size=args.batch_size, **kw)
         key = jax.random.key(0) if name in A.STOCHASTIC else None
         t = time.perf_counter()
-        maps = jax.block_until_ready(jax.jit(lambda p, a, b, e=e: e(p, a, b, key=key))(
+        maps = jax.block_until_ready(jax.jit(lambda p, a, b, e=e, key=key: e(p, a, b, key=key))(
             model.params, x, y))
         seconds = (time.perf_counter() - t) / len(x)
         row = {k: float(v) for k, v in evaluate(model.params, x, y, maps).items()}

@@ -1,11 +1,9 @@
-"""Saliency against closed forms, and the explainer contract (jit, batching, vmap, sharding)."""
+"""Saliency against closed forms (the contract itself is in test_contract.py)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 
 import xjax
 
@@ -47,59 +45,6 @@ def test_probability_score(setup):
     for i in range(len(x)):
         expected = p[i, y[i]] * (w[..., y[i]] - (w * p[i]).sum(-1))
         np.testing.assert_allclose(maps[i], expected, rtol=1e-4, atol=1e-7)
-
-
-def test_jit_equals_eager_and_traced_once(setup):
-    params, x, y = setup
-    traces = []
-
-    def counting_model_fn(p, xs):
-        traces.append(xs.shape)
-        return linear_model_fn(p, xs)
-
-    explain = jax.jit(xjax.attributions.saliency(counting_model_fn, batch_size=3))
-    eager = xjax.attributions.saliency(linear_model_fn, batch_size=3)(params, x, y)
-    np.testing.assert_allclose(explain(params, x, y), eager, rtol=1e-6)
-    n = len(traces)
-    explain(params, x + 1.0, y)
-    assert len(traces) == n  # same shapes: no retrace
-
-
-def test_batch_size_bounds_every_model_call(setup):
-    params, x, y = setup
-    shapes = []
-
-    def recording_model_fn(p, xs):
-        shapes.append(xs.shape)
-        return linear_model_fn(p, xs)
-
-    maps = jax.jit(xjax.attributions.saliency(recording_model_fn, batch_size=3))(params, x, y)
-    assert shapes and all(s[0] <= 3 for s in shapes)
-    full = xjax.attributions.saliency(linear_model_fn, batch_size=None)(params, x, y)
-    np.testing.assert_allclose(maps, full, rtol=1e-6)
-
-
-def test_batch_independence_vmap_and_grad(setup):
-    params, x, y = setup
-    explain = xjax.attributions.saliency(linear_model_fn, batch_size=4)
-    full = explain(params, x, y)
-    np.testing.assert_allclose(explain(params, x[2:3], y[2:3])[0], full[2], rtol=1e-6)
-    stacked = jnp.stack([params, 2.0 * params])
-    maps = jax.vmap(explain, in_axes=(0, None, None))(stacked, x, y)
-    np.testing.assert_allclose(maps[1], explain(2.0 * params, x, y), rtol=1e-6)
-    g = jax.grad(lambda p: explain(p, x, y).sum())(params)  # trains through (harmonization)
-    assert bool(jnp.isfinite(g).all()) and float(jnp.abs(g).sum()) > 0
-
-
-def test_sharded_over_eight_devices(setup):
-    params, x, y = setup
-    mesh = Mesh(np.array(jax.devices()[:8]), ("data",))
-    xs = jax.device_put(x, NamedSharding(mesh, P("data")))
-    ys = jax.device_put(y, NamedSharding(mesh, P("data")))
-    out = jax.jit(xjax.attributions.saliency(linear_model_fn, batch_size=None))(params, xs, ys)
-    np.testing.assert_allclose(out, xjax.attributions.saliency(linear_model_fn)(params, x, y),
-                               rtol=1e-6)
-    assert out.sharding.spec[0] == "data" or len(out.sharding.device_set) == 8
 
 
 def test_bad_inputs(setup):
