@@ -15,7 +15,6 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh
@@ -91,5 +90,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    del jnp
     main()

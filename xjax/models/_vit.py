@@ -10,7 +10,6 @@ Reference: A. Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021, ar
 """
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
@@ -90,4 +89,3 @@ def vit_tiny(*, num_classes: int = 1000, image_size: int = 224, patch_size: int 
     return model_from_nnx(module, input_shape=(image_size, image_size, 3))
 
 
-del jnp
