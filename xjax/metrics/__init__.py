@@ -16,6 +16,7 @@ from xjax.metrics._representativity import explain_folds as explain_folds
 from xjax.metrics._representativity import mege_reco as mege_reco
 from xjax.metrics._representativity import mege_reco_protocol as mege_reco_protocol
 from xjax.metrics._representativity import train_folds as train_folds
+from xjax.metrics._robustness import robustness_sr as robustness_sr
 from xjax.metrics._stability import average_stability as average_stability
 from xjax.metrics._stability import label_randomization as label_randomization
 from xjax.metrics._stability import model_randomization as model_randomization
@@ -39,6 +40,7 @@ __all__ = [
     "model_randomization",
     "mu_fidelity",
     "randomize_params",
+    "robustness_sr",
     "sparseness",
     "ssim",
     "train_folds",
