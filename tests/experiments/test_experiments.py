@@ -41,3 +41,26 @@ def test_mege_reco_quick(tmp_path):
     for row in rows.values():
         assert 0.0 < row["mege"] <= 1.0 and 0.0 <= row["reco"] <= 1.0
         assert row["pairs_same"] + row["pairs_diff"] > 0
+
+
+@pytest.mark.skipif(not FASHION_MNIST_PRESENT, reason="Fashion-MNIST not installed "
+                    "(apt-get install dataset-fashion-mnist)")
+def test_utility_quick_and_resume(tmp_path):
+    import utility
+
+    rows = utility.main(["--quick", "--out", str(tmp_path)]).rows
+    conditions = ["baseline", "control", "saliency", "grad_cam", "occlusion"]
+    assert set(rows) == {f"{m}/{c}" for m in ("similarity", "cnn") for c in conditions}
+    for key, row in rows.items():
+        assert row["low"] <= row["utility"] <= row["high"]
+        if key.endswith("/baseline"):
+            assert row["utility"] == 1.0
+    # the similarity learner shown saliency maps predicts the shortcut model better
+    assert rows["similarity/saliency"]["utility"] > 1.0
+    # resuming: a finished meta-predictor is not run again
+    del rows["cnn/baseline"]
+    with open(tmp_path / "utility_quick.json", "w") as f:
+        json.dump({"meta": {}, "rows": rows}, f)
+    before = dict(rows)
+    again = utility.main(["--quick", "--out", str(tmp_path)]).rows
+    assert all(again[k] == v for k, v in before.items() if k.startswith("similarity/"))

@@ -1,5 +1,6 @@
 """Real data available offline: sample photos from installed wheels, Fashion-MNIST from IDX files."""
 
+from xjax.data._decoy import decoy_patch as decoy_patch
 from xjax.data._fashion_mnist import FASHION_MNIST_DIR as FASHION_MNIST_DIR
 from xjax.data._fashion_mnist import fashion_mnist as fashion_mnist
 from xjax.data._fashion_mnist import fashion_mnist_arrays as fashion_mnist_arrays
@@ -14,6 +15,7 @@ __all__ = [
     "FASHION_MNIST_DIR",
     "SAMPLE_PHOTOS",
     "Photo",
+    "decoy_patch",
     "fashion_mnist",
     "fashion_mnist_arrays",
     "load_images",

@@ -22,14 +22,26 @@ from xjax.metrics._stability import label_randomization as label_randomization
 from xjax.metrics._stability import model_randomization as model_randomization
 from xjax.metrics._stability import randomize_params as randomize_params
 from xjax.metrics._stability import ssim as ssim
+from xjax.metrics._utility import MetaPredictor as MetaPredictor
+from xjax.metrics._utility import UtilityResult as UtilityResult
+from xjax.metrics._utility import cnn_meta_predictor as cnn_meta_predictor
+from xjax.metrics._utility import explanation_weights as explanation_weights
+from xjax.metrics._utility import similarity_meta_predictor as similarity_meta_predictor
+from xjax.metrics._utility import simulatability as simulatability
+from xjax.metrics._utility import utility_protocol as utility_protocol
+from xjax.metrics._utility import utility_score as utility_score
 
 __all__ = [
     "FoldModels",
     "MegeReco",
+    "MetaPredictor",
+    "UtilityResult",
     "average_drop",
     "average_gain",
     "average_increase",
     "average_stability",
+    "cnn_meta_predictor",
+    "explanation_weights",
     "complexity",
     "deletion",
     "explain_folds",
@@ -41,7 +53,11 @@ __all__ = [
     "mu_fidelity",
     "randomize_params",
     "robustness_sr",
+    "similarity_meta_predictor",
+    "simulatability",
     "sparseness",
     "ssim",
     "train_folds",
+    "utility_protocol",
+    "utility_score",
 ]
