@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 from jax.sharding import Mesh
 
 import xjax
@@ -92,3 +93,21 @@ def test_fit_errors(toy_data):
         _fit(x[..., 0], y)
     with pytest.raises(ValueError, match="precision"):
         xjax.train.policy("float8")
+
+
+def test_fit_post_update_carries_lipschitz_power_iteration():
+    module = xjax.lipschitz.lipschitz_cnn(input_shape=(8, 8, 1), width=2, hidden=4,
+                                          num_classes=2, key=jax.random.key(0))
+    model_fn, params = xjax.models.from_nnx(module)
+    rng = np.random.default_rng(0)
+    x = rng.random((16, 8, 8, 1)).astype(np.float32)
+    y = (x[:, :4].mean((1, 2, 3)) > 0.5).astype(np.int32)
+    u0 = np.asarray(module.fc1.u.get_value())
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
+    state = xjax.train.fit(model_fn, params, x, y, optimizer=optax.adam(1e-2), epochs=1,
+                           batch_size=8, key=jax.random.key(1), progress=False, mesh=mesh,
+                           post_update=xjax.lipschitz.power_update(module))
+    trained = nnx.merge(nnx.split(module)[0], state.params)
+    u1 = np.asarray(trained.fc1.u.get_value())
+    assert not np.allclose(u0, u1)                      # carried across the two steps
+    np.testing.assert_allclose(np.linalg.norm(u1), 1.0, rtol=1e-5)

@@ -3,6 +3,7 @@
 from xjax import attributions as attributions
 from xjax import data as data
 from xjax import gsa as gsa
+from xjax import lipschitz as lipschitz
 from xjax import metrics as metrics
 from xjax import models as models
 from xjax import plots as plots

@@ -49,8 +49,8 @@ def policy(precision: str | jmp.Policy = "float32") -> jmp.Policy:
 
 
 def make_train_step(model_fn: ModelFn, optimizer: optax.GradientTransformation, *,
-                    loss_fn: Callable = cross_entropy, precision: str | jmp.Policy = "float32"
-                    ) -> Callable:
+                    loss_fn: Callable = cross_entropy, precision: str | jmp.Policy = "float32",
+                    post_update: Callable | None = None) -> Callable:
     """A pure training step ``step(params, opt_state, x, y) -> (params, opt_state, loss)``.
 
     .. math:: \\theta \\leftarrow \\theta + \\text{optimizer}(\\nabla_\\theta
@@ -73,7 +73,10 @@ def make_train_step(model_fn: ModelFn, optimizer: optax.GradientTransformation, 
         # promotion rejects; the optimizer is traced under standard promotion.
         with jax.numpy_dtype_promotion("standard"):
             updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        params = optax.apply_updates(params, updates)
+        if post_update is not None:
+            params = post_update(params)
+        return params, opt_state, loss
 
     return step
 
@@ -120,7 +123,7 @@ def fit(model_fn: ModelFn, params: Params, x: Float[np.ndarray, "N H W C"],
         batch_size: int, key: jax.Array, loss_fn: Callable = cross_entropy,
         precision: str | jmp.Policy = "float32", mesh: Mesh | None = None,
         checkpoint_dir: str | None = None, eval_data: tuple | None = None,
-        progress: bool = True) -> TrainState:
+        progress: bool = True, post_update: Callable | None = None) -> TrainState:
     """Train ``params`` with minibatch steps, data parallel over ``mesh``'s first axis.
 
     Args:
@@ -138,6 +141,8 @@ def fit(model_fn: ModelFn, params: Params, x: Float[np.ndarray, "N H W C"],
       checkpoint_dir: if given, save after each epoch and resume from the latest checkpoint.
       eval_data: optional ``(x, y)`` scored with :func:`evaluate` after each epoch.
       progress: show a tqdm progress bar.
+      post_update: optional pure ``params -> params`` run after every optimizer step (see
+        :func:`make_train_step`).
 
     Returns:
       :class:`TrainState` with the final params, optimizer state and history
@@ -160,8 +165,8 @@ def fit(model_fn: ModelFn, params: Params, x: Float[np.ndarray, "N H W C"],
     data = NamedSharding(mesh, P(mesh.axis_names[0]))
     replicated = NamedSharding(mesh, P())
 
-    step = jax.jit(make_train_step(model_fn, optimizer, loss_fn=loss_fn, precision=precision),
-                   donate_argnums=(0, 1))
+    step = jax.jit(make_train_step(model_fn, optimizer, loss_fn=loss_fn, precision=precision,
+                                   post_update=post_update), donate_argnums=(0, 1))
     params = jax.device_put(params, replicated)
     opt_state = jax.device_put(optimizer.init(params), replicated)
     start_epoch = 0
