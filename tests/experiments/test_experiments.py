@@ -64,3 +64,20 @@ def test_utility_quick_and_resume(tmp_path):
     before = dict(rows)
     again = utility.main(["--quick", "--out", str(tmp_path)]).rows
     assert all(again[k] == v for k, v in before.items() if k.startswith("similarity/"))
+
+
+@pytest.mark.skipif(not FASHION_MNIST_PRESENT, reason="Fashion-MNIST not installed "
+                    "(apt-get install dataset-fashion-mnist)")
+def test_lipschitz_quick(tmp_path):
+    import lipschitz_fashion_mnist as lip
+
+    rows = lip.main(["--quick", "--out", str(tmp_path)]).rows
+    assert set(rows) == {f"{a}/{u}" for a in ("small_cnn", "lipschitz_cnn")
+                         for u in ("robustness", "saliency", "mege:saliency")}
+    r = rows["lipschitz_cnn/robustness"]
+    assert r["lipschitz_bound"] == 1.0
+    # certified accuracy can only fall with the radius, and never exceeds the attacked accuracy
+    certified = [r["clean_accuracy"]] + [r[f"certified@{e}"] for e in lip.RADII]
+    assert certified == sorted(certified, reverse=True)
+    assert rows["small_cnn/robustness"]["lipschitz_bound"] > 1.0
+    assert (tmp_path / "lipschitz_quick.md").read_text().count("\n| ") >= 6
