@@ -1,6 +1,7 @@
 """xjax: explain vision models in JAX."""
 
 from xjax import attributions as attributions
+from xjax import bounds as bounds
 from xjax import data as data
 from xjax import gsa as gsa
 from xjax import lipschitz as lipschitz

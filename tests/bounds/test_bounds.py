@@ -1,0 +1,183 @@
+"""Soundness first: every output of every point of the box lies inside the bounds."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import xjax
+
+B = xjax.bounds
+METHODS = ("ibp", "crown_ibp", "crown")
+DN = ("NHWC", "HWIO", "NHWC")
+TOL = 1e-4
+
+
+def _points(lower, upper, key, n=256):
+    """Corners (random sign patterns), the centre and uniform samples of each box: [P, B, ...]."""
+    k1, k2 = jax.random.split(key)
+    u = jax.random.uniform(k1, (n,) + lower.shape)
+    corners = jax.random.bernoulli(k2, 0.5, (n,) + lower.shape).astype(lower.dtype)
+    centre = ((lower + upper) / 2.0)[None]
+    t = jnp.concatenate([u, corners, jnp.full((1,) + lower.shape, 0.5)])
+    return jnp.concatenate([lower[None] + t * (upper - lower)[None], centre])
+
+
+def _assert_sound(model_fn, params, lower, upper, iv, key, spec=None):
+    pts = _points(lower, upper, key)
+    out = jax.vmap(lambda z: model_fn(params, z))(pts)
+    if spec is not None:
+        out = jnp.einsum("sk,pbk->pbs", spec, out)
+    scale = 1.0 + jnp.abs(out).max()
+    assert bool((out >= iv.lower[None] - TOL * scale).all()), "a point is below the lower bound"
+    assert bool((out <= iv.upper[None] + TOL * scale).all()), "a point is above the upper bound"
+
+
+def _random_net(seed, depth, width, activation, conv, pool):
+    rng = np.random.default_rng(seed)
+    acts = {"relu": jax.nn.relu, "relu6": jax.nn.relu6, "tanh": jnp.tanh,
+            "sigmoid": jax.nn.sigmoid, "groupsort": xjax.lipschitz.group_sort2,
+            "clip": lambda z: jnp.clip(z, -0.5, 0.5)}
+    act = acts[activation]
+    c_in = 2
+    params = {"convs": [], "dense": []}
+    for _ in range(depth if conv else 0):
+        c_out = width
+        params["convs"].append((jnp.asarray(rng.normal(size=(3, 3, c_in, c_out)) / 3, jnp.float32),
+                                jnp.asarray(rng.normal(size=(c_out,)) * 0.1, jnp.float32)))
+        c_in = c_out
+    feat = (4 if pool != "none" and conv else 8) ** 2 * c_in if conv else 8 * 8 * 2
+    dims = [feat] + [width] * (0 if conv else depth) + [3]
+    for a, b in zip(dims[:-1], dims[1:], strict=True):
+        params["dense"].append((jnp.asarray(rng.normal(size=(a, b)) / np.sqrt(a), jnp.float32),
+                                jnp.asarray(rng.normal(size=(b,)) * 0.1, jnp.float32)))
+
+    def model_fn(p, x):
+        h = x
+        for k, b in p["convs"]:
+            h = act(jax.lax.conv_general_dilated(h, k, (1, 1), "SAME", dimension_numbers=DN)
+                    + b.reshape(1, 1, 1, -1))
+        if conv and pool == "max":
+            n, hh, ww, c = h.shape
+            h = h.reshape(n, hh // 2, 2, ww // 2, 2, c).max(axis=(2, 4))
+        elif conv and pool == "avg":
+            h = jax.lax.reduce_window(h, 0.0, jax.lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID") / 4
+        elif conv and pool == "l2":
+            h = xjax.lipschitz.l2_norm_pool(h, (2, 2))
+        h = h.reshape(h.shape[0], -1)
+        for i, (w, b) in enumerate(p["dense"]):
+            h = h @ w + b[None]
+            if i < len(p["dense"]) - 1:
+                h = act(h)
+        return h
+
+    return model_fn, params
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), depth=st.integers(1, 3), width=st.sampled_from([2, 4]),
+       activation=st.sampled_from(["relu", "relu6", "tanh", "sigmoid", "groupsort", "clip"]),
+       conv=st.booleans(), pool=st.sampled_from(["none", "max", "avg", "l2"]),
+       eps=st.floats(0.0, 0.5))
+def test_random_networks_are_bounded(seed, depth, width, activation, conv, pool, eps):
+    model_fn, params = _random_net(seed, depth, width, activation, conv, pool)
+    x = jax.random.uniform(jax.random.key(seed), (2, 8, 8, 2))
+    lower, upper = x - eps, x + eps
+    widths = {}
+    for method in METHODS:
+        iv = B.bounds(model_fn, method=method)(params, lower, upper)
+        _assert_sound(model_fn, params, lower, upper, iv, jax.random.key(seed + 1))
+        widths[method] = iv.upper - iv.lower
+    # CROWN (intermediate bounds intersected with IBP) is never looser than IBP
+    assert bool((widths["crown"] <= widths["ibp"] + 1e-4 * (1 + widths["ibp"])).all())
+
+
+def test_margin_spec_is_sound_and_tighter_than_differences():
+    model_fn, params = _random_net(3, 2, 4, "relu", True, "max")
+    x = jax.random.uniform(jax.random.key(0), (2, 8, 8, 2))
+    spec = jnp.asarray([[1.0, -1.0, 0.0], [0.0, -1.0, 1.0]])
+    for method in METHODS:
+        iv = B.bounds(model_fn, method=method)(params, x - 0.05, x + 0.05, spec=spec)
+        assert iv.lower.shape == (2, 2)
+        _assert_sound(model_fn, params, x - 0.05, x + 0.05, iv, jax.random.key(1), spec=spec)
+    out = B.bounds(model_fn, method="crown")(params, x - 0.05, x + 0.05)
+    naive_lower = out.lower[:, 0] - out.upper[:, 1]
+    assert bool((iv.lower[:, 0] >= naive_lower - 1e-5).all())
+    # per-example specs (e.g. margins against each example's own class)
+    per = jnp.stack([spec, -spec])
+    iv2 = B.bounds(model_fn)(params, x - 0.05, x + 0.05, spec=per)
+    np.testing.assert_allclose(iv2.lower[0], iv.lower[0], rtol=1e-5, atol=1e-5)
+
+
+def test_degenerate_box_gives_the_value_and_affine_is_exact():
+    model_fn, params = _random_net(5, 2, 4, "tanh", True, "avg")
+    x = jax.random.uniform(jax.random.key(2), (3, 8, 8, 2))
+    for method in METHODS:
+        iv = B.bounds(model_fn, method=method)(params, x, x)
+        np.testing.assert_allclose(iv.lower, model_fn(params, x), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(iv.upper, model_fn(params, x), rtol=1e-5, atol=1e-5)
+    w = jnp.asarray(np.random.default_rng(0).normal(size=(8 * 8 * 2, 3)), jnp.float32)
+    affine = lambda p, x: x.reshape(x.shape[0], -1) @ p * 2.0 - 1.0
+    iv = B.bounds(affine, method="crown")(w, x - 0.1, x + 0.1)
+    exact_radius = 0.1 * 2.0 * jnp.abs(w).sum(0)
+    np.testing.assert_allclose((iv.upper - iv.lower) / 2, exact_radius[None].repeat(3, 0),
+                               rtol=1e-5)
+    np.testing.assert_allclose((iv.upper + iv.lower) / 2, affine(w, x), rtol=1e-5, atol=1e-5)
+
+
+def test_hand_computed_relu_network():
+    """f(x) = relu(x1 + x2) - relu(x1 - x2) on [-1, 1]^2.
+
+    IBP: relu(a) in [0, 2] for both -> [-2, 2]. The true range is [-2, 2] as well (x = (1, 1)
+    gives 2, x = (1, -1) gives -2), so every method must return exactly that interval at most;
+    on [0, 1] x [0, 1]: relu(x1 + x2) in [0, 2], relu(x1 - x2) in [0, 1] -> IBP [-1, 2]; true
+    range [-1, 2] ... and x1 + x2 >= 0 makes the first ReLU stable (identity)."""
+    w = jnp.asarray([[1.0, 1.0], [1.0, -1.0]])
+    f = lambda p, x: (jax.nn.relu(x @ p[:, :1]) - jax.nn.relu(x @ p[:, 1:]))
+    lo, hi = jnp.asarray([[-1.0, -1.0]]), jnp.asarray([[1.0, 1.0]])
+    iv = B.bounds(f, method="ibp")(w, lo, hi)
+    np.testing.assert_allclose([iv.lower[0, 0], iv.upper[0, 0]], [-2.0, 2.0])
+    iv = B.bounds(f, method="ibp")(w, jnp.zeros((1, 2)), jnp.ones((1, 2)))
+    np.testing.assert_allclose([iv.lower[0, 0], iv.upper[0, 0]], [-1.0, 2.0])
+    # CROWN on [0, 1]^2: relu(x1 + x2) is stable so it is x1 + x2 exactly; relu(x1 - x2) with
+    # pre-activation in [-1, 1] has upper relaxation (z + 1) / 2, so
+    # f >= x1 + x2 - (x1 - x2 + 1) / 2 = x1 / 2 + 3 x2 / 2 - 1 / 2 >= -1/2 on the box.
+    iv = B.bounds(f, method="crown")(w, jnp.zeros((1, 2)), jnp.ones((1, 2)))
+    np.testing.assert_allclose(iv.lower[0, 0], -0.5, atol=1e-6)
+
+
+def test_jit_vmap_and_lipschitz_export():
+    module = xjax.lipschitz.lipschitz_cnn(input_shape=(8, 8, 1), width=2, hidden=4,
+                                          num_classes=3, key=jax.random.key(0))
+    model_fn, params = xjax.models.from_nnx(xjax.lipschitz.export(module))
+    x = jax.random.uniform(jax.random.key(1), (2, 8, 8, 1))
+    g = B.bounds(model_fn, method="crown_ibp")
+    eager = g(params, x - 0.02, x + 0.02)
+    jitted = jax.jit(g)(params, x - 0.02, x + 0.02)
+    np.testing.assert_allclose(jitted.lower, eager.lower, rtol=1e-4, atol=1e-5)
+    # vmap over a stack of boxes (each a batch of one image)
+    eps = jnp.asarray([0.0, 0.01, 0.05])
+    stacked = jax.vmap(lambda e: g(params, x[:1] - e, x[:1] + e))(eps)
+    assert stacked.lower.shape == (3, 1, 3)
+    assert bool((jnp.diff(stacked.upper - stacked.lower, axis=0) >= -1e-6).all())   # nested boxes
+    _assert_sound(model_fn, params, x - 0.02, x + 0.02, eager, jax.random.key(2))
+
+
+def test_softmax_sqrt_and_bad_input():
+    w = jnp.asarray(np.random.default_rng(1).normal(size=(4, 3)), jnp.float32)
+    f = lambda p, x: jax.nn.softmax(jnp.sqrt(x * x + 1.0) @ p)
+    x = jax.random.normal(jax.random.key(3), (2, 4))
+    for method in METHODS:
+        iv = B.bounds(f, method=method)(w, x - 0.1, x + 0.1)
+        _assert_sound(f, w, x - 0.1, x + 0.1, iv, jax.random.key(4))
+        assert bool((iv.lower >= 0).all())             # exp > 0 over a positive sum
+    with pytest.raises(ValueError, match="lower > upper"):
+        B.bounds(f)(w, x + 0.1, x - 0.1)
+    with pytest.raises(ValueError, match="same shape"):
+        B.bounds(f)(w, x, x[:1])
+    with pytest.raises(NotImplementedError, match="'sin'"):
+        B.bounds(lambda p, x: jnp.sin(x @ p))(w, x, x + 0.1)
+    with pytest.raises(ValueError, match="method"):
+        B.bounds(f, method="alpha")
