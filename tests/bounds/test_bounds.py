@@ -181,3 +181,29 @@ def test_softmax_sqrt_and_bad_input():
         B.bounds(lambda p, x: jnp.sin(x @ p))(w, x, x + 0.1)
     with pytest.raises(ValueError, match="method"):
         B.bounds(f, method="alpha")
+
+
+def test_alpha_crown_is_sound_and_never_looser_than_crown():
+    model_fn, params = _random_net(11, 2, 4, "relu", False, "none")
+    x = jax.random.uniform(jax.random.key(5), (2, 8, 8, 2))
+    lower, upper = x - 0.05, x + 0.05
+    crown = B.bounds(model_fn, method="crown")(params, lower, upper)
+    alpha = jax.jit(B.bounds(model_fn, method="alpha_crown", alpha_steps=10))(params, lower, upper)
+    _assert_sound(model_fn, params, lower, upper, alpha, jax.random.key(6))
+    assert bool((alpha.lower >= crown.lower - 1e-5).all() and (alpha.upper <= crown.upper + 1e-5)
+                .all())
+    assert float((alpha.upper - alpha.lower).sum()) < float((crown.upper - crown.lower).sum())
+
+
+def test_lipschitz_mode_on_an_exported_lipschitz_network():
+    module = xjax.lipschitz.lipschitz_cnn(input_shape=(8, 8, 1), width=2, hidden=4,
+                                          num_classes=3, key=jax.random.key(2))
+    model_fn, params = xjax.models.from_nnx(xjax.lipschitz.export(module))
+    x = jax.random.uniform(jax.random.key(3), (2, 8, 8, 1))
+    spec = jnp.asarray([[1.0, -1.0, 0.0]])
+    for s in (None, spec):
+        iv = B.bounds(model_fn, method="lipschitz")(params, x - 0.1, x + 0.1, spec=s)
+        _assert_sound(model_fn, params, x - 0.1, x + 0.1, iv, jax.random.key(4), spec=s)
+    # the l2 radius of the box is 0.1 sqrt(64): every logit interval has half-width 0.8
+    iv = B.bounds(model_fn, method="lipschitz")(params, x - 0.1, x + 0.1)
+    np.testing.assert_allclose((iv.upper - iv.lower) / 2, 0.8, rtol=1e-5)
