@@ -31,6 +31,7 @@ EXPLAINERS = [
     ("noise_tunnel", {}),
     ("sobol", {"grid_size": 2, "nb_design": 8}),
     ("hsic", {"grid_size": 2, "nb_design": 8}),
+    ("eva", {"grid_size": 2, "epsilon": 0.05}),
 ]
 STOCHASTIC = set(xjax.attributions.STOCHASTIC) | {"noise_tunnel"}
 IDS = [e[0] for e in EXPLAINERS]

@@ -33,6 +33,7 @@ from xjax.attributions._score import semantic_segmentation as semantic_segmentat
 from xjax.attributions._smoothgrad import smoothgrad as smoothgrad
 from xjax.attributions._smoothgrad import squaregrad as squaregrad
 from xjax.attributions._smoothgrad import vargrad as vargrad
+from xjax.attributions._eva import eva as eva
 from xjax.attributions._sobol import hsic as hsic
 from xjax.attributions._sobol import sobol as sobol
 
@@ -45,6 +46,7 @@ __all__ = [
     "grad_cam_pp",
     "gradient_input",
     "grid_segments",
+    "eva",
     "hsic",
     "guided_backprop",
     "integrated_gradients",

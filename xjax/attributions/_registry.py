@@ -6,7 +6,7 @@ __all__ = ["METHODS", "STOCHASTIC", "from_name"]
 
 METHODS = ("saliency", "gradient_input", "integrated_gradients", "smoothgrad", "vargrad",
            "squaregrad", "guided_backprop", "deconvnet", "grad_cam", "grad_cam_pp", "occlusion",
-           "rise", "lime", "kernel_shap", "sobol", "hsic")
+           "rise", "lime", "kernel_shap", "sobol", "hsic", "eva")
 STOCHASTIC = ("smoothgrad", "vargrad", "squaregrad", "rise", "lime", "kernel_shap")
 
 

@@ -110,6 +110,12 @@ def _products(a_lo, a_hi, b_lo, b_hi):
     return c.min(0), c.max(0)
 
 
+def _square(x):
+    a, b = x.lo * x.lo, x.hi * x.hi
+    straddle = (x.lo < 0) & (x.hi > 0)
+    return jnp.where(straddle, 0.0, jnp.minimum(a, b)).astype(x.lo.dtype), jnp.maximum(a, b)
+
+
 def _ibp_rule(prim, params, inputs):
     name = prim.name
     nodes = [i for i, v in enumerate(inputs) if _is_node(v)]
@@ -124,7 +130,7 @@ def _ibp_rule(prim, params, inputs):
         if len(nodes) == 1:
             return _center_radius(prim, params, inputs, nodes[0])
         if name == "mul" and inputs[0] is inputs[1]:              # x * x: a square
-            return _ibp_rule(jax.lax.integer_pow_p, {"y": 2}, inputs[:1])
+            return [_square(inputs[0])]
         if name == "mul":
             return [_products(inputs[0].lo, inputs[0].hi, inputs[1].lo, inputs[1].hi)]
         raise NotImplementedError(f"xjax.bounds: {name} with two box-dependent operands (a "
@@ -132,7 +138,10 @@ def _ibp_rule(prim, params, inputs):
     if name == "div":
         a, b = inputs
         if not _is_node(b):
-            return _center_radius(jax.lax.mul_p, {}, [a, 1.0 / b], 0)
+            mid, rad = (a.lo + a.hi) / 2.0, (a.hi - a.lo) / 2.0
+            m = _bind(prim, params, [mid, b])[0]
+            r = _bind(prim, params, [rad, jnp.abs(b)])[0]
+            return [(m - r, m + r)]
         b_lo, b_hi = b.lo, b.hi
         pos = b_lo > 0
         inv_lo = jnp.where(pos, 1.0 / b_hi, -jnp.inf)
@@ -142,13 +151,10 @@ def _ibp_rule(prim, params, inputs):
         return [(jnp.where(pos, lo, -jnp.inf), jnp.where(pos, hi, jnp.inf))]
     if name in ("integer_pow", "square"):
         y = params.get("y", 2)
-        x = inputs[0]
         if y % 2 == 1:
             return _increasing(prim, params, inputs)
-        p_lo, p_hi = _bind(prim, params, [x.lo])[0], _bind(prim, params, [x.hi])[0]
-        straddle = (x.lo < 0) & (x.hi > 0)
-        if y > 0:
-            return [(jnp.where(straddle, 0.0, jnp.minimum(p_lo, p_hi)), jnp.maximum(p_lo, p_hi))]
+        if y == 2:
+            return [_square(inputs[0])]
         raise NotImplementedError(f"xjax.bounds: integer_pow with y={y} has no rule")
     if name == "abs":
         x = inputs[0]
@@ -268,8 +274,9 @@ def _backward(tape: _Tape, target: _Node, lam, bounds_of, x_node: _Node, x_lo, x
               alphas=None):
     """Lower bounds of ``sum(lam * target)`` over the box: ``f32[S, B]``. ``lam: [S, B, ...]``;
     ``alphas``: optional ``{node index: f32[S, B, ...]}`` lower ReLU slopes in [0, 1]."""
-    coeffs = {target.index: lam}
-    bias = jnp.zeros(lam.shape[:2], lam.dtype)
+    f32 = jnp.float32
+    coeffs = {target.index: lam.astype(f32)}
+    bias = jnp.zeros(lam.shape[:2], f32)
     for eqn in reversed(tape.eqns):
         if eqn.outputs[0].index > target.index:
             continue
@@ -281,10 +288,10 @@ def _backward(tape: _Tape, target: _Node, lam, bounds_of, x_node: _Node, x_lo, x
         if relu is not None:
             (lam_o,) = outs
             node = eqn.inputs[relu]
-            c = jnp.asarray(eqn.inputs[1 - relu])
+            c = jnp.asarray(eqn.inputs[1 - relu]).astype(f32)
             c = c[None] if c.ndim else c
             lo, hi = bounds_of(node)
-            lo, hi = lo[None], hi[None]
+            lo, hi = lo[None].astype(f32), hi[None].astype(f32)
             alpha = None if alphas is None else alphas.get(eqn.outputs[0].index)
             if eqn.prim.name == "max":        # max(x, c) = c + relu(x - c)
                 s, t = _relu_relaxation(lo - c, hi - c, lam_o >= 0, alpha)
@@ -304,29 +311,29 @@ def _backward(tape: _Tape, target: _Node, lam, bounds_of, x_node: _Node, x_lo, x
             zeros = [jnp.zeros(eqn.inputs[i].shape, eqn.inputs[i].lo.dtype) for i in var]
             offsets, vjp = jax.vjp(g, *zeros)
             s_len = next(c for c in outs if c is not None).shape[0]
-            cots = tuple(jnp.zeros((s_len,) + o.shape, o.dtype) if c is None else c
+            cots = tuple(jnp.zeros((s_len,) + o.shape, o.dtype) if c is None else c.astype(o.dtype)
                          for c, o in zip(outs, offsets, strict=True))
             for c, o in zip(cots, offsets, strict=True):
-                bias = bias + _sum_tail(c, o[None])
+                bias = bias + _sum_tail(c.astype(f32), o[None].astype(f32))
             grads = jax.vmap(vjp)(cots)
             for i, gi in zip(var, grads, strict=True):
-                _accumulate(coeffs, eqn.inputs[i], gi)
+                _accumulate(coeffs, eqn.inputs[i], gi.astype(f32))
         else:
             # concretize: lam * y >= lam+ * lower(y) + lam- * upper(y)
             for o, lam_o in zip(eqn.outputs, outs, strict=True):
                 if lam_o is None:
                     continue
                 lo, hi = bounds_of(o)
-                bias = bias + _sum_tail(jnp.maximum(lam_o, 0.0), lo[None]) + \
-                    _sum_tail(jnp.minimum(lam_o, 0.0), hi[None])
+                bias = bias + _sum_tail(jnp.maximum(lam_o, 0.0), lo[None].astype(f32)) + \
+                    _sum_tail(jnp.minimum(lam_o, 0.0), hi[None].astype(f32))
     lam_x = coeffs.pop(x_node.index, None)
     if lam_x is not None:
-        bias = bias + _sum_tail(jnp.maximum(lam_x, 0.0), x_lo[None]) + \
-            _sum_tail(jnp.minimum(lam_x, 0.0), x_hi[None])
+        bias = bias + _sum_tail(jnp.maximum(lam_x, 0.0), x_lo[None].astype(f32)) + \
+            _sum_tail(jnp.minimum(lam_x, 0.0), x_hi[None].astype(f32))
     for idx, lam_left in coeffs.items():      # nodes reached but not produced by an equation
         lo, hi = bounds_of(tape.nodes[idx])
-        bias = bias + _sum_tail(jnp.maximum(lam_left, 0.0), lo[None]) + \
-            _sum_tail(jnp.minimum(lam_left, 0.0), hi[None])
+        bias = bias + _sum_tail(jnp.maximum(lam_left, 0.0), lo[None].astype(f32)) + \
+            _sum_tail(jnp.minimum(lam_left, 0.0), hi[None].astype(f32))
     return bias
 
 
@@ -369,7 +376,8 @@ def bounds(model_fn: Callable, *, method: str = "crown", alpha_steps: int = 20,
 
     Returns:
       ``g(params, lower: f32[B, ...], upper: f32[B, ...], spec: f32[S, K] | f32[B, S, K] | None)
-      -> Interval`` of shape ``[B, K]`` (or ``[B, S]``); jit- and vmap-able.
+      -> Interval`` of shape ``[B, K]`` (or ``[B, S]``), float32 (backward passes accumulate in
+      float32 whatever the model's compute dtype); jit- and vmap-able.
 
     Raises:
       NotImplementedError: a primitive without a rule (named), at trace time.
@@ -403,7 +411,8 @@ def bounds(model_fn: Callable, *, method: str = "crown", alpha_steps: int = 20,
         (out,) = _run(closed.jaxpr, closed.consts, p_leaves + [x_node], tape)
         if not _is_node(out):
             out = tape.node(out, out)
-        c = None if spec is None else jnp.asarray(spec, out.lo.dtype)
+        out.lo, out.hi = out.lo.astype(jnp.float32), out.hi.astype(jnp.float32)
+        c = None if spec is None else jnp.asarray(spec, jnp.float32)
         if c is not None:
             if c.ndim == 2:
                 c = jnp.broadcast_to(c, (out.shape[0],) + c.shape)
@@ -438,8 +447,8 @@ def bounds(model_fn: Callable, *, method: str = "crown", alpha_steps: int = 20,
                 if pre.index == x_node.index or pre.index in tightened:
                     continue
                 lo, hi = crown(pre, _identity_spec(pre.shape, pre.lo.dtype))
-                lo = jnp.maximum(lo.reshape(pre.shape), pre.lo)
-                hi = jnp.minimum(hi.reshape(pre.shape), pre.hi)
+                lo = jnp.maximum(lo.reshape(pre.shape), pre.lo.astype(jnp.float32))
+                hi = jnp.minimum(hi.reshape(pre.shape), pre.hi.astype(jnp.float32))
                 tightened[pre.index] = (lo, hi)
         lam = (_identity_spec(out.shape, out.lo.dtype) if c is None
                else jnp.transpose(c, (1, 0, 2)))
