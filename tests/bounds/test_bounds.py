@@ -207,3 +207,14 @@ def test_lipschitz_mode_on_an_exported_lipschitz_network():
     # the l2 radius of the box is 0.1 sqrt(64): every logit interval has half-width 0.8
     iv = B.bounds(model_fn, method="lipschitz")(params, x - 0.1, x + 0.1)
     np.testing.assert_allclose((iv.upper - iv.lower) / 2, 0.8, rtol=1e-5)
+
+
+def test_zoo_primitive_coverage_vit():
+    """A ViT block (layer norm, attention: Q K^T and softmax, GELU) is covered: IBP and CROWN-IBP
+    run and stay sound; layer norm makes IBP loose (infinite for wide boxes), which is allowed."""
+    model = xjax.models.vit_tiny(num_classes=3, image_size=16, patch_size=8)
+    x = jax.random.uniform(jax.random.key(0), (1, 16, 16, 3))
+    for method in ("ibp", "crown_ibp"):
+        iv = B.bounds(model.model_fn, method=method)(model.params, x - 1e-4, x + 1e-4)
+        assert not bool(jnp.isnan(iv.lower).any() | jnp.isnan(iv.upper).any())
+        _assert_sound(model.model_fn, model.params, x - 1e-4, x + 1e-4, iv, jax.random.key(1))

@@ -6,6 +6,7 @@ together), validates its inputs before tracing, and composes with ``jit``, ``vma
 parameters, ``grad`` and sharding. Stochastic methods require ``key``.
 """
 
+from xjax.attributions._eva import eva as eva
 from xjax.attributions._grad_cam import grad_cam as grad_cam
 from xjax.attributions._grad_cam import grad_cam_pp as grad_cam_pp
 from xjax.attributions._guided import deconvnet as deconvnet
@@ -33,7 +34,6 @@ from xjax.attributions._score import semantic_segmentation as semantic_segmentat
 from xjax.attributions._smoothgrad import smoothgrad as smoothgrad
 from xjax.attributions._smoothgrad import squaregrad as squaregrad
 from xjax.attributions._smoothgrad import vargrad as vargrad
-from xjax.attributions._eva import eva as eva
 from xjax.attributions._sobol import hsic as hsic
 from xjax.attributions._sobol import sobol as sobol
 

@@ -63,6 +63,8 @@ _INCREASING = {"reshape", "transpose", "broadcast_in_dim", "squeeze", "expand_di
                "cumsum", "cummax", "rev", "dynamic_slice", "gather", "select_n",
                "atan", "asinh", "sinh", "expm1", "reduce_precision", "optimization_barrier",
                "stack", "split"}
+# monotone non-increasing (one operand)
+_DECREASING = {"erfc", "acos"}
 # affine in the box-dependent inputs when the conditions of _is_affine hold
 _AFFINE = {"add", "sub", "neg", "mul", "dot_general", "conv_general_dilated", "div",
            "reduce_sum", "reshape", "transpose", "broadcast_in_dim", "squeeze", "expand_dims",
@@ -74,7 +76,7 @@ _AFFINE = {"add", "sub", "neg", "mul", "dot_general", "conv_general_dilated", "d
 def supported_primitives() -> tuple[str, ...]:
     """Names of the primitives with an interval rule (CROWN: affine ones exactly, ``max``/``min``
     against a constant relaxed, the others concretized)."""
-    return tuple(sorted(_INCREASING | _AFFINE | {"sub", "neg", "mul", "div", "integer_pow",
+    return tuple(sorted(_INCREASING | _AFFINE | _DECREASING | {"sub", "neg", "mul", "div", "integer_pow",
                                                   "square", "abs", "rsqrt", "dot_general",
                                                   "conv_general_dilated"}))
 
@@ -106,7 +108,10 @@ def _center_radius(prim, params, inputs, var):
 
 
 def _products(a_lo, a_hi, b_lo, b_hi):
-    c = jnp.stack([a_lo * b_lo, a_lo * b_hi, a_hi * b_lo, a_hi * b_hi])
+    c = jnp.stack(jnp.broadcast_arrays(a_lo * b_lo, a_lo * b_hi, a_hi * b_lo, a_hi * b_hi))
+    # 0 * inf endpoints (an unbounded factor against an exact 0) stand for 0, not NaN: the other
+    # endpoint products already carry the infinite side
+    c = jnp.where(jnp.isnan(c), 0.0, c)
     return c.min(0), c.max(0)
 
 
@@ -133,6 +138,16 @@ def _ibp_rule(prim, params, inputs):
             return [_square(inputs[0])]
         if name == "mul":
             return [_products(inputs[0].lo, inputs[0].hi, inputs[1].lo, inputs[1].hi)]
+        if name == "dot_general":
+            # interval matrix product (e.g. attention scores Q K^T): with A = Ac +- Ar and
+            # B = Bc +- Br, AB lies in Ac Bc +- (|Ac| Br + Ar |Bc| + Ar Br)
+            a, b = inputs
+            ac, ar = (a.lo + a.hi) / 2.0, (a.hi - a.lo) / 2.0
+            bc, br = (b.lo + b.hi) / 2.0, (b.hi - b.lo) / 2.0
+            dot = lambda u, v: _bind(prim, params, [u, v])[0]
+            m = dot(ac, bc)
+            r = dot(jnp.abs(ac), br) + dot(ar, jnp.abs(bc)) + dot(ar, br)
+            return [(m - r, m + r)]
         raise NotImplementedError(f"xjax.bounds: {name} with two box-dependent operands (a "
                                   "bilinear form of the input) has no rule")
     if name == "div":
@@ -173,6 +188,9 @@ def _ibp_rule(prim, params, inputs):
         if name == "rsqrt":
             return [(jax.lax.rsqrt(x.hi), jax.lax.rsqrt(x.lo))]
         return _increasing(prim, params, [x])
+    if name in _DECREASING:
+        x = inputs[0]
+        return [(_bind(prim, params, [x.hi])[0], _bind(prim, params, [x.lo])[0])]
     if name == "sort" and len(inputs) != 1:
         raise NotImplementedError("xjax.bounds: sort with several operands (argsort) has no rule")
     if name in _INCREASING:
@@ -242,7 +260,9 @@ def _run(jaxpr, consts, args, tape: _Tape):
             outs = _run(closed.jaxpr, closed.consts, inputs, tape)
         else:
             intervals = _ibp_rule(prim, params, inputs)
-            outs = [tape.node(lo, hi) for lo, hi in intervals]
+            # an undefined endpoint (inf - inf, 0 * inf in a bilinear form) means "unbounded"
+            outs = [tape.node(jnp.where(jnp.isnan(lo), -jnp.inf, lo),
+                              jnp.where(jnp.isnan(hi), jnp.inf, hi)) for lo, hi in intervals]
             tape.eqns.append(_Eqn(prim, params, inputs, outs))
         for var, val in zip(eqn.outvars, outs, strict=True):
             env[var] = val
@@ -252,16 +272,34 @@ def _run(jaxpr, consts, args, tape: _Tape):
 def _relu_relaxation(lo, u, lam_positive, alpha=None):
     """Slope and intercept of a linear bound of relu(z) on [lo, u]: a lower bound where the
     coefficient is positive, an upper bound where it is negative (so the product is a lower
-    bound). Lower slope adaptive: 1 if u > -l else 0 (CROWN)."""
+    bound). Lower slope adaptive: 1 if u > -lo else 0 (CROWN), or ``alpha``. Infinite ends:
+    relu(z) <= z - lo (u = inf), <= u (lo = -inf), unbounded when both are infinite."""
     unstable = (lo < 0) & (u > 0)
-    denom = jnp.where(unstable, u - lo, 1.0)
-    s_up = jnp.where(unstable, u / denom, jnp.where(lo >= 0, 1.0, 0.0))
-    t_up = jnp.where(unstable, -u * lo / denom, 0.0)
+    finite = jnp.isfinite(lo) & jnp.isfinite(u)
+    safe_lo, safe_u = jnp.where(finite, lo, -1.0), jnp.where(finite, u, 1.0)
+    denom = safe_u - safe_lo
+    s_tri, t_tri = safe_u / denom, -safe_u * safe_lo / denom
+    s_inf = jnp.where(jnp.isfinite(lo), 1.0, 0.0)
+    t_inf = jnp.where(jnp.isfinite(lo), -jnp.where(jnp.isfinite(lo), lo, 0.0),
+                      jnp.where(jnp.isfinite(u), u, jnp.inf))
+    s_up = jnp.where(unstable, jnp.where(finite, s_tri, s_inf), jnp.where(lo >= 0, 1.0, 0.0))
+    t_up = jnp.where(unstable, jnp.where(finite, t_tri, t_inf), 0.0)
     adaptive = jnp.where(u > -lo, 1.0, 0.0) if alpha is None else alpha
     s_lo = jnp.where(unstable, adaptive, jnp.where(lo >= 0, 1.0, 0.0))
     slope = jnp.where(lam_positive, s_lo, s_up)
     intercept = jnp.where(lam_positive, 0.0, t_up)
     return slope, intercept
+
+
+def _mul0(a, b):
+    """``a * b`` with 0 * inf = 0 (a zero coefficient ignores an unbounded term)."""
+    return jnp.where(a == 0, 0.0, a * b)
+
+
+def _concretize(lam, lo, hi):
+    """Lower bound of ``sum(lam * y)`` for y in [lo, hi]: ``f32[S, B]``."""
+    p = jnp.where(lam > 0, _mul0(lam, lo), jnp.where(lam < 0, _mul0(lam, hi), 0.0))
+    return p.reshape(p.shape[0], p.shape[1], -1).sum(-1)
 
 
 def _sum_tail(a, b):
@@ -295,10 +333,10 @@ def _backward(tape: _Tape, target: _Node, lam, bounds_of, x_node: _Node, x_lo, x
             alpha = None if alphas is None else alphas.get(eqn.outputs[0].index)
             if eqn.prim.name == "max":        # max(x, c) = c + relu(x - c)
                 s, t = _relu_relaxation(lo - c, hi - c, lam_o >= 0, alpha)
-                coef, const = lam_o * s, lam_o * (t - s * c + c)
+                coef, const = lam_o * s, _mul0(lam_o, t - s * c + c)
             else:                             # min(x, c) = c - relu(c - x)
                 s, t = _relu_relaxation(c - hi, c - lo, -lam_o >= 0, alpha)
-                coef, const = lam_o * s, lam_o * c - lam_o * (s * c + t)
+                coef, const = lam_o * s, lam_o * c - _mul0(lam_o, s * c + t)
             bias = bias + _sum_tail(const, jnp.ones(()))
             _accumulate(coeffs, node, coef)
         elif _is_affine(eqn.prim, eqn.params, eqn.inputs):
@@ -324,16 +362,13 @@ def _backward(tape: _Tape, target: _Node, lam, bounds_of, x_node: _Node, x_lo, x
                 if lam_o is None:
                     continue
                 lo, hi = bounds_of(o)
-                bias = bias + _sum_tail(jnp.maximum(lam_o, 0.0), lo[None].astype(f32)) + \
-                    _sum_tail(jnp.minimum(lam_o, 0.0), hi[None].astype(f32))
+                bias = bias + _concretize(lam_o, lo[None].astype(f32), hi[None].astype(f32))
     lam_x = coeffs.pop(x_node.index, None)
     if lam_x is not None:
-        bias = bias + _sum_tail(jnp.maximum(lam_x, 0.0), x_lo[None].astype(f32)) + \
-            _sum_tail(jnp.minimum(lam_x, 0.0), x_hi[None].astype(f32))
+        bias = bias + _concretize(lam_x, x_lo[None].astype(f32), x_hi[None].astype(f32))
     for idx, lam_left in coeffs.items():      # nodes reached but not produced by an equation
         lo, hi = bounds_of(tape.nodes[idx])
-        bias = bias + _sum_tail(jnp.maximum(lam_left, 0.0), lo[None].astype(f32)) + \
-            _sum_tail(jnp.minimum(lam_left, 0.0), hi[None].astype(f32))
+        bias = bias + _concretize(lam_left, lo[None].astype(f32), hi[None].astype(f32))
     return bias
 
 
