@@ -54,6 +54,47 @@ def small_cnn_lipschitz_bound(params) -> float:
     return bound
 
 
+HKR = functools.partial(L.multiclass_hkr, alpha=10.0, margin=1.0)
+
+
+def settings(quick):
+    """(n_train, epochs, n_eval, n_attack, n_mege, mege_epochs, k)."""
+    return (2000, 1, 500, 32, 160, 2, 2) if quick else (60000, 6, 10000, 500, 1000, 5, 4)
+
+
+def train_lipschitz(xs, ys, key, n_epochs, *, mesh=None, checkpoint_dir=None, progress=False,
+                    module_only=False):
+    """Train a LipschitzCNN with HKR (power iteration carried across steps) and export it.
+
+    Returns ``(model_fn, params)`` of the plain exported network (or the exported module)."""
+    module = L.lipschitz_cnn(key=key)
+    model_fn, params = xjax.models.from_nnx(module)
+    state = xjax.train.fit(model_fn, params, xs, ys, optimizer=optax.adam(1e-3),
+                           epochs=n_epochs, batch_size=128 if len(xs) >= 128 else 40,
+                           key=jax.random.fold_in(key, 1), loss_fn=HKR, mesh=mesh,
+                           post_update=L.power_update(module), progress=progress,
+                           checkpoint_dir=checkpoint_dir)
+    nnx.update(module, state.params)
+    exported = L.export(module)
+    return exported if module_only else xjax.models.from_nnx(exported)
+
+
+def checkpoint_dir(out, tag):
+    return os.path.abspath(os.path.join(out, f"lipschitz_cnn_{tag}_ckpt"))
+
+
+def trained_lipschitz_model(out, source_dir, quick):
+    """The experiment's fully trained 1-Lipschitz CNN as a Model (resumes from, or reuses, the
+    checkpoint this script writes)."""
+    n_train, epochs = settings(quick)[:2]
+    x, y = xjax.data.fashion_mnist_arrays("train", source_dir=source_dir)
+    mesh = Mesh(np.array(jax.devices()[:1]), ("data",)) if quick else None
+    module = train_lipschitz(x[:n_train], y[:n_train], jax.random.key(0), epochs, mesh=mesh,
+                             checkpoint_dir=checkpoint_dir(out, "quick" if quick else "full"),
+                             progress=not quick, module_only=True)
+    return xjax.models.model_from_nnx(module, input_shape=(28, 28, 1))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -61,8 +102,7 @@ def main(argv=None):
     parser.add_argument("--source-dir", default=xjax.data.FASHION_MNIST_DIR)
     args = parser.parse_args(argv)
     quick = args.quick
-    n_train, epochs, n_eval, n_attack, n_mege, mege_epochs, k = (
-        (2000, 1, 500, 32, 160, 2, 2) if quick else (60000, 6, 10000, 500, 1000, 5, 4))
+    n_train, epochs, n_eval, n_attack, n_mege, mege_epochs, k = settings(quick)
     explainers = {"saliency": {}} if quick else EXPLAINERS
     tag = "quick" if quick else "full"
     results = Results(os.path.join(args.out, f"lipschitz_{tag}.json"))
@@ -70,25 +110,12 @@ def main(argv=None):
     xt, yt = xjax.data.fashion_mnist_arrays("test", source_dir=args.source_dir)
     xt, yt = xt[:n_eval], yt[:n_eval]
     mesh = Mesh(np.array(jax.devices()[:1]), ("data",)) if quick else None
-    hkr = functools.partial(L.multiclass_hkr, alpha=10.0, margin=1.0)
-
-    def train_lipschitz(xs, ys, key, n_epochs, checkpoint_dir=None, progress=False):
-        module = L.lipschitz_cnn(key=key)
-        model_fn, params = xjax.models.from_nnx(module)
-        state = xjax.train.fit(model_fn, params, xs, ys, optimizer=optax.adam(1e-3),
-                               epochs=n_epochs, batch_size=128 if len(xs) >= 128 else 40,
-                               key=jax.random.fold_in(key, 1), loss_fn=hkr, mesh=mesh,
-                               post_update=L.power_update(module), progress=progress,
-                               checkpoint_dir=checkpoint_dir)
-        nnx.update(module, state.params)
-        return xjax.models.from_nnx(L.export(module))      # a plain network from here on
 
     standard = xjax.models.small_cnn(pretrained="fashion_mnist")
     t0 = time.perf_counter()
-    lip_fn, lip_params = train_lipschitz(
-        x[:n_train], y[:n_train], jax.random.key(0), epochs,
-        checkpoint_dir=os.path.abspath(os.path.join(args.out, f"lipschitz_cnn_{tag}_ckpt")),
-        progress=not quick)
+    lip_fn, lip_params = train_lipschitz(x[:n_train], y[:n_train], jax.random.key(0), epochs,
+                                         mesh=mesh, checkpoint_dir=checkpoint_dir(args.out, tag),
+                                         progress=not quick)
     train_seconds = time.perf_counter() - t0
     models = {"small_cnn": (standard.model_fn, standard.params),
               "lipschitz_cnn": (lip_fn, lip_params)}
@@ -144,7 +171,8 @@ def main(argv=None):
     # every exported LipschitzCNN has the same structure: one plain model function serves all
     lip_template_fn = xjax.models.from_nnx(L.export(L.lipschitz_cnn()))[0]
     archs = {"small_cnn": (train_standard, standard.model_fn),
-             "lipschitz_cnn": (lambda xs, ys, k: train_lipschitz(xs, ys, k, mege_epochs)[1],
+             "lipschitz_cnn": (lambda xs, ys, k: train_lipschitz(xs, ys, k, mege_epochs,
+                                                                 mesh=mesh)[1],
                                lip_template_fn)}
     for name, (train, fn) in archs.items():
         todo = [e for e in explainers if not results.done(f"{name}/mege:{e}")]

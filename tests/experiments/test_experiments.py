@@ -81,3 +81,15 @@ def test_lipschitz_quick(tmp_path):
     assert certified == sorted(certified, reverse=True)
     assert rows["small_cnn/robustness"]["lipschitz_bound"] > 1.0
     assert (tmp_path / "lipschitz_quick.md").read_text().count("\n| ") >= 6
+
+
+@pytest.mark.skipif(not FASHION_MNIST_PRESENT, reason="Fashion-MNIST not installed "
+                    "(apt-get install dataset-fashion-mnist)")
+def test_eva_table_quick(tmp_path):
+    import eva_table
+
+    rows = eva_table.main(["--quick", "--out", str(tmp_path)]).rows
+    assert {"small_cnn/eva", "lipschitz_cnn/eva", "small_cnn/saliency"} <= set(rows)
+    for row in rows.values():
+        assert 0.0 <= row["deletion"] <= 1.0 and 0.0 <= row["insertion"] <= 1.0
+        assert -1.0 <= row["mu_fidelity"] <= 1.0 and 0.0 <= row["robustness_sr"] <= 0.5
