@@ -218,3 +218,35 @@ def test_zoo_primitive_coverage_vit():
         iv = B.bounds(model.model_fn, method=method)(model.params, x - 1e-4, x + 1e-4)
         assert not bool(jnp.isnan(iv.lower).any() | jnp.isnan(iv.upper).any())
         _assert_sound(model.model_fn, model.params, x - 1e-4, x + 1e-4, iv, jax.random.key(1))
+
+
+PRIMITIVE_CASES = {
+    "max_pool": lambda x: jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1),
+                                                (1, 2, 2, 1), "VALID"),
+    "transpose_slice_pad": lambda x: jnp.pad(x.transpose(0, 2, 1, 3)[:, 1:5, :3], ((0, 0), (1, 1),
+                                                                                  (0, 2), (0, 0))),
+    "concatenate": lambda x: jnp.concatenate([x, -x, 2 * x], axis=-1),
+    "exp_log": lambda x: jnp.log(jnp.exp(x) + 1.0),
+    "softmax": lambda x: jax.nn.softmax(x.reshape(x.shape[0], -1)),
+    "abs_cube": lambda x: jnp.abs(x) + x ** 3,
+    "sub_div": lambda x: (x - x[:, ::-1]) / (x * x + 1.0),
+    "cumsum_sort": lambda x: jnp.sort(jnp.cumsum(x, axis=1), axis=-1),
+    "mean_square_sqrt": lambda x: jnp.sqrt(jnp.mean(jnp.square(x), axis=(1, 2))),
+    "sigmoid_tanh_relu6": lambda x: jax.nn.relu6(6 * jax.nn.sigmoid(x)) * jnp.tanh(x),
+    "depthwise_conv_batchnorm": lambda x: jax.lax.conv_general_dilated(
+        x, jnp.ones((3, 3, 1, 2)) * 0.3, (2, 2), ((1, 0), (0, 1)), dimension_numbers=DN,
+        feature_group_count=2) * 1.5 + 0.25,
+}
+
+
+@pytest.mark.parametrize("name", sorted(PRIMITIVE_CASES))
+def test_primitive_rules_are_sound(name):
+    fn = PRIMITIVE_CASES[name]
+    model_fn = lambda p, x: fn(x).reshape(x.shape[0], -1)
+    k1, k2 = jax.random.split(jax.random.key(len(name)))
+    a = jax.random.uniform(k1, (2, 6, 6, 2), minval=-2.0, maxval=2.0)
+    b = jax.random.uniform(k2, (2, 6, 6, 2), minval=-2.0, maxval=2.0)
+    lower, upper = jnp.minimum(a, b) * 0.3, jnp.maximum(a, b) * 0.3
+    for method in ("ibp", "crown"):
+        iv = B.bounds(model_fn, method=method)(None, lower, upper)
+        _assert_sound(model_fn, None, lower, upper, iv, jax.random.key(3))
