@@ -28,7 +28,8 @@ from jaxtyping import Array, Float, Int
 from xjax._internal.validate import check_images, check_positive_int
 from xjax.typing import ModelFn, Params
 
-__all__ = ["TrainState", "cross_entropy", "evaluate", "fit", "make_train_step", "policy"]
+__all__ = ["TrainState", "cross_entropy", "evaluate", "fit", "make_train_step", "policy",
+           "run_epochs"]
 
 
 def cross_entropy(logits: Float[Array, "B K"], y: Int[Array, " B"]) -> Float[Array, ""]:
@@ -157,18 +158,46 @@ def fit(model_fn: ModelFn, params: Params, x: Float[np.ndarray, "N H W C"],
         raise ValueError(f"fit: batch_size={batch_size} is larger than the dataset ({len(x)})")
     if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
         raise TypeError("fit: key must be a typed key from jax.random.key(seed)")
+    step = make_train_step(model_fn, optimizer, loss_fn=loss_fn, precision=precision,
+                           post_update=post_update)
+    eval_fn = None if eval_data is None else (
+        lambda p: {"eval_accuracy": evaluate(model_fn, p, *eval_data, precision=precision)})
+    return run_epochs(step, params, optimizer.init(params), (x, np.asarray(y, np.int32)),
+                      epochs=epochs, batch_size=batch_size, key=key, mesh=mesh,
+                      checkpoint_dir=checkpoint_dir, progress=progress, eval_fn=eval_fn,
+                      where="fit")
+
+
+def run_epochs(step: Callable, params: Params, opt_state: Any, data: tuple, *, epochs: int,
+               batch_size: int, key: jax.Array, mesh: Mesh | None = None,
+               checkpoint_dir: str | None = None, progress: bool = True,
+               eval_fn: Callable | None = None, where: str = "run_epochs") -> "TrainState":
+    """The loop under :func:`fit`, for any pure ``step(params, opt_state, *batch) -> (params,
+    opt_state, loss)`` (e.g. the harmonization step): ``data`` is a tuple of host arrays with a
+    common leading axis, shuffled per epoch with ``fold_in(key, epoch)``, cut into global batches
+    sharded over the mesh's first axis; orbax checkpoints after every epoch and resumes from the
+    latest; ``eval_fn(params) -> dict`` is logged after each epoch."""
+    epochs = check_positive_int(epochs, "epochs", where=where)
+    batch_size = check_positive_int(batch_size, "batch_size", where=where)
+    n = len(data[0])
+    if any(len(a) != n for a in data):
+        raise ValueError(f"{where}: every data array needs the same length, got "
+                         f"{[len(a) for a in data]}")
+    if batch_size > n:
+        raise ValueError(f"{where}: batch_size={batch_size} is larger than the dataset ({n})")
+    if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
+        raise TypeError(f"{where}: key must be a typed key from jax.random.key(seed)")
     mesh = _mesh(mesh)
     ndev = mesh.devices.shape[0]
     if batch_size % ndev:
-        raise ValueError(f"fit: batch_size={batch_size} must be divisible by the {ndev} devices "
-                         "of the mesh's first axis")
-    data = NamedSharding(mesh, P(mesh.axis_names[0]))
+        raise ValueError(f"{where}: batch_size={batch_size} must be divisible by the {ndev} "
+                         "devices of the mesh's first axis")
+    sharded = NamedSharding(mesh, P(mesh.axis_names[0]))
     replicated = NamedSharding(mesh, P())
-
-    step = jax.jit(make_train_step(model_fn, optimizer, loss_fn=loss_fn, precision=precision,
-                                   post_update=post_update), donate_argnums=(0, 1))
-    params = jax.device_put(params, replicated)
-    opt_state = jax.device_put(optimizer.init(params), replicated)
+    step = jax.jit(step, donate_argnums=(0, 1))
+    # copies: the step donates its buffers, which must not be the caller's arrays
+    params = jax.device_put(params, replicated, may_alias=False)
+    opt_state = jax.device_put(opt_state, replicated, may_alias=False)
     start_epoch = 0
     manager = None
     if checkpoint_dir is not None:
@@ -187,24 +216,23 @@ def fit(model_fn: ModelFn, params: Params, x: Float[np.ndarray, "N H W C"],
 
     from tqdm.auto import tqdm
 
-    steps_per_epoch = len(x) // batch_size
+    steps_per_epoch = n // batch_size
     history = []
     for epoch in range(start_epoch, epochs):
-        order = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), len(x)))
+        order = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), n))
         losses = []
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
                    leave=False)
         for i in bar:
             idx = order[i * batch_size:(i + 1) * batch_size]
-            xb = jax.device_put(np.asarray(x[idx]), data)
-            yb = jax.device_put(np.asarray(y[idx], np.int32), data)
-            params, opt_state, loss = step(params, opt_state, xb, yb)
+            batch = [jax.device_put(np.asarray(a[idx]), sharded) for a in data]
+            params, opt_state, loss = step(params, opt_state, *batch)
             losses.append(loss)
             if i % 50 == 0:
                 bar.set_postfix(loss=f"{float(loss):.4f}")
         record = {"epoch": epoch + 1, "loss": float(jnp.mean(jnp.stack(losses)))}
-        if eval_data is not None:
-            record["eval_accuracy"] = evaluate(model_fn, params, *eval_data, precision=precision)
+        if eval_fn is not None:
+            record.update(eval_fn(params))
         history.append(record)
         if progress:
             print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
