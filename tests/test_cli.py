@@ -61,3 +61,27 @@ def test_bad_arguments(tmp_path):
         cli.main(["explain", "--images", str(tmp_path / "missing")])
     with pytest.raises(SystemExit):
         cli.main(["explain", "--method", "magic"])
+
+
+def test_train_harmonize_writes_metrics_and_resumes(tmp_path, capsys):
+    from tests.conftest import FASHION_MNIST_PRESENT
+
+    if not FASHION_MNIST_PRESENT:
+        pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+    import json
+
+    out = str(tmp_path / "h")
+    args = ["train", "harmonize", "--lambda", "5", "--epochs", "1", "--n-train", "128",
+            "--out", out]
+    assert cli.main(args) == 0
+    with open(os.path.join(out, "metrics.json")) as f:
+        first = json.load(f)
+    assert first["lambda"] == 5.0 and 0.0 <= first["accuracy"] <= 1.0
+    assert len(first["history"]) == 1
+    # a second run finds the finished checkpoint: no epoch is trained again, same result
+    assert cli.main(args) == 0
+    with open(os.path.join(out, "metrics.json")) as f:
+        again = json.load(f)
+    assert again["history"] == [] and again["accuracy"] == first["accuracy"]
+    with pytest.raises(SystemExit):
+        cli.main(["train", "harmonize", "--epochs", "0", "--out", out])

@@ -110,6 +110,31 @@ def _explain(args) -> int:
     return 0
 
 
+def _train(args, parser) -> int:
+    import json
+
+    import xjax
+
+    if args.epochs < 1 or args.n_train < 64:
+        parser.error("--epochs must be >= 1 and --n-train >= 64")
+    source = args.source_dir or xjax.data.FASHION_MNIST_DIR
+    x, y = xjax.data.fashion_mnist_arrays("train", source_dir=source)
+    xt, yt = xjax.data.fashion_mnist_arrays("test", source_dir=source)
+    x_tr, y_tr, _ = xjax.data.decoy_patch(x, y, correlation=0.95, seed=0)
+    x_te, y_te, corner = xjax.data.decoy_patch(xt, yt, correlation=0.5, seed=1)
+    out = xjax.harmonization.harmonize_decoy(
+        x_tr[:args.n_train], y_tr[:args.n_train], x_te, y_te, corner,
+        lambda_harmonization=args.lam, seed=args.seed, epochs=args.epochs, progress=True,
+        checkpoint_dir=os.path.abspath(os.path.join(args.out, "checkpoints")))
+    metrics = {k: v for k, v in out.items() if k not in ("params",)}
+    metrics.update({"lambda": args.lam, "seed": args.seed, "n_train": args.n_train})
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=1, default=float)
+    print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, default=float))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xjax", description="Explain vision models in JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -128,7 +153,21 @@ def main(argv: list[str] | None = None) -> int:
                     help="images explained per jitted step (progress granularity)")
     ex.add_argument("--seed", type=int, default=0, help="key of the stochastic methods")
     ex.add_argument("--overwrite", action="store_true", help="redo images already explained")
+    tr = sub.add_parser("train", help="train a model (harmonize: the decoy Fashion-MNIST run)")
+    tr.add_argument("task", choices=["harmonize"],
+                    help="harmonize: small_cnn on decoy-patch Fashion-MNIST with garment maps")
+    tr.add_argument("--lambda", dest="lam", type=float, default=1.0,
+                    help="weight of the harmonization term (0: plain training)")
+    tr.add_argument("--epochs", type=int, default=3)
+    tr.add_argument("--n-train", type=int, default=12000, help="training images (two classes)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--source-dir", default=None,
+                    help="directory of the Fashion-MNIST IDX files (default: Debian's)")
+    tr.add_argument("--out", default="runs/harmonize",
+                    help="checkpoints (resumable) and metrics.json go here")
     args = parser.parse_args(argv)
+    if args.command == "train":
+        return _train(args, parser)
     if args.command == "explain":
         from xjax.models import ZOO
 

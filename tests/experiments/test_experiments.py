@@ -93,3 +93,18 @@ def test_eva_table_quick(tmp_path):
     for row in rows.values():
         assert 0.0 <= row["deletion"] <= 1.0 and 0.0 <= row["insertion"] <= 1.0
         assert -1.0 <= row["mu_fidelity"] <= 1.0 and 0.0 <= row["robustness_sr"] <= 0.5
+
+
+@pytest.mark.skipif(not FASHION_MNIST_PRESENT, reason="Fashion-MNIST not installed "
+                    "(apt-get install dataset-fashion-mnist)")
+def test_harmonization_quick(tmp_path):
+    import harmonization
+
+    rows = harmonization.main(["--quick", "--out", str(tmp_path)]).rows
+    assert set(rows) == {"lambda=0/seed=0", "lambda=10/seed=0"}
+    plain, harm = rows["lambda=0/seed=0"], rows["lambda=10/seed=0"]
+    # even one short epoch moves the saliency towards the garment maps
+    assert harm["alignment_spearman"] > plain["alignment_spearman"]
+    for row in rows.values():
+        assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["decoy_agreement"] <= 1.0
+    assert "± " in (tmp_path / "harmonization_quick.md").read_text()
