@@ -70,7 +70,39 @@ def main(argv=None):
     with open(os.path.join(args.out, f"harmonization_{tag}.md"), "w") as f:
         f.write(text)
     print(text)
+    figure(args.out, tag, x_tr, y_tr, x_te, y_te, corner, lambdas, epochs)
     return results
+
+
+def figure(out, tag, x_tr, y_tr, x_te, y_te, corner, lambdas, epochs):
+    """Saliency of the seed-0 model of every lambda on 6 test images (the models are restored
+    from their finished checkpoints, nothing is retrained)."""
+    import jax
+    import jax.numpy as jnp
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    idx = np.arange(6)
+    maps = {}
+    for lam in lambdas:
+        key = f"lambda={lam:g}/seed=0"
+        res = xjax.harmonization.harmonize_decoy(
+            x_tr, y_tr, x_te[:64], y_te[:64], corner[:64], lambda_harmonization=lam, seed=0,
+            epochs=epochs, checkpoint_dir=os.path.abspath(
+                os.path.join(out, f"harmonization_{tag}_ckpt", key.replace("/", "_"))))
+        model = xjax.models.small_cnn(num_classes=2)
+        sal = xjax.attributions.saliency(model.model_fn)
+        xs = jnp.asarray(x_te[idx])
+        pred = jnp.argmax(model.model_fn(res["params"], xs), -1).astype(jnp.int32)
+        maps[f"saliency, lambda={lam:g}"] = np.asarray(jax.jit(sal)(res["params"], xs, pred))
+    maps["garment map"] = xjax.harmonization.garment_maps(x_te[idx])
+    titles = [f"{'coat' if y_te[i] else 'pullover'}, corner {'R' if corner[i] else 'L'}"
+              for i in idx]
+    fig = xjax.plots.method_grid(x_te[idx], maps, titles=titles)
+    fig.savefig(os.path.join(out, f"harmonization_{tag}.png"), dpi=80)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
