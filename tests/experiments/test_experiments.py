@@ -101,7 +101,7 @@ def test_harmonization_quick(tmp_path):
     import harmonization
 
     rows = harmonization.main(["--quick", "--out", str(tmp_path)]).rows
-    assert set(rows) == {"lambda=0/seed=0", "lambda=10/seed=0"}
+    assert set(rows) == {"lambda=0/seed=0", "lambda=10/seed=0", "abs lambda=10/seed=0"}
     plain, harm = rows["lambda=0/seed=0"], rows["lambda=10/seed=0"]
     # even one short epoch moves the saliency towards the garment maps
     assert harm["alignment_spearman"] > plain["alignment_spearman"]

@@ -26,10 +26,13 @@ def garment_maps(x_decoy: np.ndarray, *, patch_size: int = 4, threshold: float =
 def harmonize_decoy(x_train, y_train, x_test, y_test, corner_test, *, lambda_harmonization: float,
                     seed: int = 0, epochs: int = 2, batch_size: int = 64,
                     learning_rate: float = 1e-3, checkpoint_dir: str | None = None,
-                    progress: bool = False, mesh: Mesh | None = None) -> dict:
+                    progress: bool = False, mesh: Mesh | None = None,
+                    gradient: str = "signed") -> dict:
     """Train ``small_cnn`` (2 classes) on decoy data with the harmonization loss (lambda 0 is
     the plain model: cross-entropy with label smoothing and weight decay only) and score it on
     decoy-randomized test images.
+
+    ``gradient`` is passed to :func:`harmonization_loss` (``"signed"``: the reference).
 
     Returns:
       ``{"accuracy", "decoy_agreement", "alignment_spearman", "alignment_dice", "params"}``:
@@ -44,7 +47,7 @@ def harmonize_decoy(x_train, y_train, x_test, y_test, corner_test, *, lambda_har
     model = small_cnn(num_classes=2, key=jax.random.key(seed))
     opt = optax.adam(learning_rate)
     step = make_train_step(model.model_fn, opt, lambda_harmonization=lambda_harmonization,
-                           levels=3)
+                           levels=3, gradient=gradient)
     maps = garment_maps(x_train)
     data = (x_train, np.asarray(y_train, np.int32), maps, np.ones(len(x_train), bool))
     state = run_epochs(step, model.params, opt.init(model.params), data, epochs=epochs,

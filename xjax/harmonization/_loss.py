@@ -68,7 +68,7 @@ def harmonization_loss(model_fn: ModelFn, params: Params, x: Float[Array, "B H W
                        y: Int[Array, " B"], human_maps: Float[Array, "B H W"],
                        has_map: Bool[Array, " B"], *, lambda_harmonization: float = 1.0,
                        weight_decay: float = 1e-5, label_smoothing: float = 0.1, levels: int = 5,
-                       precision: str | jmp.Policy = "float32") -> tuple:
+                       gradient: str = "signed", precision: str | jmp.Policy = "float32") -> tuple:
     r"""The harmonization objective:
 
     .. math:: \mathcal{L} = \mathrm{CE}_{ls}(y, f(x)) + \lambda_w \sum_{v \in W}\|v\|^2/2 +
@@ -88,6 +88,10 @@ def harmonization_loss(model_fn: ModelFn, params: Params, x: Float[Array, "B H W
       has_map: ``bool[B]`` the examples whose map counts.
       lambda_harmonization: lambda_h (1.0); weight_decay: lambda_w (1e-5).
       label_smoothing: 0.1; levels: pyramid levels compared (5: 224 ... 14).
+      gradient: ``"signed"`` (the reference: channel mean of the signed gradient, so only its
+        positive part is aligned after the cut) or ``"absolute"`` (channel mean of its absolute
+        value, xjax's variant: negative evidence cannot hide where the human map is 0; see the
+        decoy experiment in ``experiments/README.md``).
       precision: jmp policy of the model calls.
 
     Returns:
@@ -98,6 +102,9 @@ def harmonization_loss(model_fn: ModelFn, params: Params, x: Float[Array, "B H W
       deep neural networks with humans", NeurIPS 2022, arXiv:2211.04533.
     """
     mp = policy(precision)
+    if gradient not in ("signed", "absolute"):
+        raise ValueError(f"harmonization_loss: gradient must be 'signed' or 'absolute', got "
+                         f"{gradient!r}")
     if human_maps.shape != x.shape[:3]:
         raise ValueError(f"harmonization_loss: human_maps must have shape {x.shape[:3]} (B, H, W), "
                          f"got {human_maps.shape}")
@@ -111,8 +118,9 @@ def harmonization_loss(model_fn: ModelFn, params: Params, x: Float[Array, "B H W
     logits = logits_of(params, x)
     k = logits.shape[-1]
     onehot = jax.nn.one_hot(y, k, dtype=ft)
-    grads = jax.grad(lambda xs: jnp.sum(logits_of(params, xs) * onehot))(x)
-    sal = standardize_cut(grads.astype(ft).mean(axis=-1))
+    grads = jax.grad(lambda xs: jnp.sum(logits_of(params, xs) * onehot))(x).astype(ft)
+    sal = standardize_cut(grads.mean(axis=-1) if gradient == "signed"
+                          else jnp.abs(grads).mean(axis=-1))
     hum = standardize_cut(human_maps.astype(ft))
     top_s = jax.lax.stop_gradient(sal.max(axis=(1, 2), keepdims=True))
     hum = hum / (hum.max(axis=(1, 2), keepdims=True) + 1e-6) * (top_s + 1e-6)
@@ -126,7 +134,7 @@ def harmonization_loss(model_fn: ModelFn, params: Params, x: Float[Array, "B H W
 
 def make_train_step(model_fn: ModelFn, optimizer: optax.GradientTransformation, *,
                     lambda_harmonization: float = 1.0, weight_decay: float = 1e-5,
-                    label_smoothing: float = 0.1, levels: int = 5,
+                    label_smoothing: float = 0.1, levels: int = 5, gradient: str = "signed",
                     precision: str | jmp.Policy = "float32") -> Callable:
     """A pure step ``step(params, opt_state, x, y, human_maps, has_map) -> (params, opt_state,
     loss)`` on :func:`harmonization_loss` (second-order: the gradient of a gradient). Shard the
@@ -138,7 +146,7 @@ def make_train_step(model_fn: ModelFn, optimizer: optax.GradientTransformation, 
             return harmonization_loss(model_fn, p, x, y, human_maps, has_map,
                                       lambda_harmonization=lambda_harmonization,
                                       weight_decay=weight_decay, label_smoothing=label_smoothing,
-                                      levels=levels, precision=precision)[0]
+                                      levels=levels, gradient=gradient, precision=precision)[0]
 
         loss, grads = jax.value_and_grad(loss_of)(params)
         with jax.numpy_dtype_promotion("standard"):
