@@ -36,13 +36,14 @@ def test_standardize_cut_and_pyramid_by_hand():
     np.testing.assert_allclose(H.pyramidal_mse(a, z, jnp.asarray([1.0, 0.0]), levels=1), 0.5)
 
 
-def _reference_loss(w, x, y, h, t, lam, wd, ls, levels):
+def _reference_loss(w, x, y, h, t, lam, wd, ls, levels, absolute=False):
     """An independent NumPy version for a linear model f(x) = x . W (its input gradient for
     class y is W[..., y], so no autodiff is involved)."""
     b = x.shape[0]
     logits = np.einsum("nhwc,hwck->nk", x, w)
     k = logits.shape[1]
-    sal = np.stack([w[..., y[i]].mean(-1) for i in range(b)])
+    sal = np.stack([(np.abs(w[..., y[i]]) if absolute else w[..., y[i]]).mean(-1)
+                    for i in range(b)])
 
     def z(m):
         mu = m.mean(axis=(1, 2), keepdims=True)
@@ -91,6 +92,13 @@ def test_loss_matches_an_independent_computation():
                                t, 2.0, 1e-3, 0.1, 3)
     np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
     assert set(aux) == {"cross_entropy", "harmonization", "weight_decay"}
+    loss_abs, _ = H.harmonization_loss(model_fn, {"kernel": jnp.asarray(w)}, jnp.asarray(x),
+                                       jnp.asarray(y), jnp.asarray(h), jnp.asarray(t > 0),
+                                       lambda_harmonization=2.0, weight_decay=1e-3, levels=3,
+                                       gradient="absolute")
+    np.testing.assert_allclose(float(loss_abs), _reference_loss(
+        w.astype(np.float64), x.astype(np.float64), y, h.astype(np.float64), t, 2.0, 1e-3, 0.1, 3,
+        absolute=True), rtol=1e-5)
     with pytest.raises(ValueError, match="human_maps"):
         H.harmonization_loss(model_fn, {"kernel": jnp.asarray(w)}, jnp.asarray(x),
                              jnp.asarray(y), jnp.asarray(h[:, :3]), jnp.asarray(t > 0))
