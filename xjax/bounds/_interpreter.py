@@ -25,7 +25,8 @@ import numpy as np
 from jax.extend import core as jcore
 from jaxtyping import Array, Float
 
-__all__ = ["Interval", "bounds", "supported_primitives"]
+__all__ = ["Interval", "alpha_crown", "bounds", "crown", "crown_ibp", "ibp", "lipschitz",
+           "supported_primitives"]
 
 
 class Interval(NamedTuple):
@@ -553,3 +554,29 @@ def _lipschitz_bounds(model_fn, params, lower, upper, spec, lipschitz_constant):
     m = jnp.einsum("bsk,bk->bs", c, f)
     r = lipschitz_constant * radius[:, None] * jnp.linalg.norm(c, axis=-1)
     return Interval(m - r, m + r)
+
+
+def ibp(model_fn: Callable) -> Callable:
+    """``bounds(model_fn, method="ibp")``: interval bound propagation."""
+    return bounds(model_fn, method="ibp")
+
+
+def crown(model_fn: Callable) -> Callable:
+    """``bounds(model_fn, method="crown")``: CROWN, intermediate bounds by CROWN and IBP."""
+    return bounds(model_fn, method="crown")
+
+
+def crown_ibp(model_fn: Callable) -> Callable:
+    """``bounds(model_fn, method="crown_ibp")``: CROWN on IBP intermediate bounds."""
+    return bounds(model_fn, method="crown_ibp")
+
+
+def alpha_crown(model_fn: Callable, *, steps: int = 20, learning_rate: float = 0.1) -> Callable:
+    """``bounds(model_fn, method="alpha_crown")``: CROWN with optimized lower ReLU slopes."""
+    return bounds(model_fn, method="alpha_crown", alpha_steps=steps,
+                  alpha_learning_rate=learning_rate)
+
+
+def lipschitz(model_fn: Callable, *, constant: float = 1.0) -> Callable:
+    """``bounds(model_fn, method="lipschitz")`` for an L-Lipschitz (l2) network."""
+    return bounds(model_fn, method="lipschitz", lipschitz_constant=constant)
