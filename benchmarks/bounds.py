@@ -70,7 +70,8 @@ def main(argv=None):
             rows.append(row)
             print(row, flush=True)
         eva = jax.jit(xjax.attributions.eva(m.model_fn, epsilon=0.01, grid_size=7,
-                                            top_k_rivals=3 if k > 10 else None, batch_size=64))
+                                            top_k_rivals=3 if k > 10 else None,
+                                            batch_size=8 if k > 10 else 64))
         t = timed(eva, m.params, x, y, repeats=1) / args.n
         rows.append({"model": name, "method": "eva (crown_ibp, 7x7)", "s_per_image": t,
                      "ratio_to_forward": t / fwd, "forward_s_per_image": fwd,
