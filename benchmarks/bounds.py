@@ -54,7 +54,8 @@ def main(argv=None):
         x = jax.random.uniform(jax.random.key(0), (args.n,) + tuple(m.input_shape))
         y = jnp.argmax(m.model_fn(m.params, x), -1).astype(jnp.int32)
         fwd = timed(jax.jit(m.model_fn), m.params, x) / args.n
-        methods = ["ibp", "crown_ibp"] + (["crown"] if name != "efficientnet_lite0" else [])
+        methods = ["ibp", "crown_ibp"] + (["crown"] if name != "efficientnet_lite0" else []) + \
+            (["lipschitz"] if name == "lipschitz_cnn" else [])
         k = m.model_fn(m.params, x[:1]).shape[-1]
         # CROWN on 1000 logits needs 2000 backward rows; large models use a margin spec of 3
         spec = None if k <= 10 else jnp.eye(k)[:3] - jnp.eye(k)[3:4]
