@@ -102,9 +102,10 @@ def test_harmonization_quick(tmp_path):
 
     rows = harmonization.main(["--quick", "--out", str(tmp_path)]).rows
     assert set(rows) == {"lambda=0/seed=0", "lambda=10/seed=0", "abs lambda=10/seed=0"}
-    plain, harm = rows["lambda=0/seed=0"], rows["lambda=10/seed=0"]
-    # even one short epoch moves the saliency towards the garment maps
-    assert harm["alignment_spearman"] > plain["alignment_spearman"]
+    plain, harm = rows["lambda=0/seed=0"], rows["abs lambda=10/seed=0"]
+    # even one short epoch moves |saliency| onto the garment maps (the absolute variant; the
+    # full run shows the reference loss does it for the signed positive part only)
+    assert harm["alignment_spearman"] > plain["alignment_spearman"] + 0.3
     for row in rows.values():
         assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["decoy_agreement"] <= 1.0
     assert "± " in (tmp_path / "harmonization_quick.md").read_text()
