@@ -276,15 +276,18 @@ def _relu_relaxation(lo, u, lam_positive, alpha=None):
     bound). Lower slope adaptive: 1 if u > -lo else 0 (CROWN), or ``alpha``. Infinite ends:
     relu(z) <= z - lo (u = inf), <= u (lo = -inf), unbounded when both are infinite."""
     unstable = (lo < 0) & (u > 0)
-    finite = jnp.isfinite(lo) & jnp.isfinite(u)
-    safe_lo, safe_u = jnp.where(finite, lo, -1.0), jnp.where(finite, u, 1.0)
-    denom = safe_u - safe_lo
-    s_tri, t_tri = safe_u / denom, -safe_u * safe_lo / denom
-    s_inf = jnp.where(jnp.isfinite(lo), 1.0, 0.0)
-    t_inf = jnp.where(jnp.isfinite(lo), -jnp.where(jnp.isfinite(lo), lo, 0.0),
-                      jnp.where(jnp.isfinite(u), u, jnp.inf))
-    s_up = jnp.where(unstable, jnp.where(finite, s_tri, s_inf), jnp.where(lo >= 0, 1.0, 0.0))
-    t_up = jnp.where(unstable, jnp.where(finite, t_tri, t_inf), 0.0)
+    lo_finite, u_finite = jnp.isfinite(lo), jnp.isfinite(u)
+    tri = unstable & lo_finite & u_finite
+    # every division and product below only sees safe values, so that gradients (EVA is
+    # differentiated) stay finite where a branch is not taken (degenerate or infinite intervals)
+    lo_t, u_t = jnp.where(tri, lo, -1.0), jnp.where(tri, u, 1.0)
+    denom = u_t - lo_t
+    s_tri, t_tri = u_t / denom, -u_t * lo_t / denom
+    s_inf = jnp.where(lo_finite, 1.0, 0.0)
+    t_inf = jnp.where(lo_finite, -jnp.where(lo_finite, lo, 0.0),
+                      jnp.where(u_finite, jnp.where(u_finite, u, 0.0), jnp.inf))
+    s_up = jnp.where(unstable, jnp.where(tri, s_tri, s_inf), jnp.where(lo >= 0, 1.0, 0.0))
+    t_up = jnp.where(unstable, jnp.where(tri, t_tri, t_inf), 0.0)
     adaptive = jnp.where(u > -lo, 1.0, 0.0) if alpha is None else alpha
     s_lo = jnp.where(unstable, adaptive, jnp.where(lo >= 0, 1.0, 0.0))
     slope = jnp.where(lam_positive, s_lo, s_up)
@@ -293,8 +296,9 @@ def _relu_relaxation(lo, u, lam_positive, alpha=None):
 
 
 def _mul0(a, b):
-    """``a * b`` with 0 * inf = 0 (a zero coefficient ignores an unbounded term)."""
-    return jnp.where(a == 0, 0.0, a * b)
+    """``a * b`` with 0 * inf = 0 (a zero coefficient ignores an unbounded term); the gradient
+    is finite wherever a is 0."""
+    return a * jnp.where(a == 0, 0.0, b)
 
 
 def _concretize(lam, lo, hi):
