@@ -35,6 +35,12 @@ class Results:
             lines.append("| " + " | ".join([key] + cells) + " |")
         return "\n".join(lines) + "\n"
 
+    def subset(self, rows: dict) -> "Results":
+        """A read-only view with other rows (a filtered or summarized table), same path."""
+        view = Results.__new__(Results)
+        view.path, view.rows = self.path, rows
+        return view
+
     def write_markdown(self, path: str, columns: list[str], title: str, command: str) -> None:
         with open(path, "w") as f:
             f.write(self.markdown(columns, title, command))

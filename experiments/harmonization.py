@@ -66,11 +66,10 @@ def main(argv=None):
             for c in ("accuracy", "decoy_agreement", "alignment_spearman", "alignment_dice")}
     cols = ["accuracy", "decoy_agreement", "alignment_spearman", "alignment_dice"]
     cmd = "python experiments/harmonization.py" + (" --quick" if quick else "")
-    sub = Results.__new__(Results)
-    sub.path, sub.rows = results.path, summary
-    text = sub.markdown(cols, f"Harmonization on decoy-patch Fashion-MNIST ({n_train} training "
-                        f"images, {epochs} epoch(s), mean ± sd over {len(seeds)} seed(s); test "
-                        f"corner random: accuracy up, decoy agreement down is better)", cmd)
+    title = (f"Harmonization on decoy-patch Fashion-MNIST ({n_train} training images, {epochs} "
+             f"epoch(s), mean ± sd over {len(seeds)} seed(s); test corner random: accuracy up, "
+             "decoy agreement down is better)")
+    text = results.subset(summary).markdown(cols, title, cmd)
     with open(os.path.join(args.out, f"harmonization_{tag}.md"), "w") as f:
         f.write(text)
     print(text)

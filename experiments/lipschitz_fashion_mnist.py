@@ -207,9 +207,8 @@ def main(argv=None):
 
 
 def _table(results, marker, columns, title, command):
-    sub = Results.__new__(Results)
-    sub.path, sub.rows = results.path, {k: v for k, v in results.rows.items() if marker in k}
-    return sub.markdown(columns, title, command)
+    return results.subset({k: v for k, v in results.rows.items() if marker in k}).markdown(
+        columns, title, command)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,24 @@ def _check_normalization(where, n_power, n_bjorck, beta):
         raise ValueError(f"{where}: beta must be in (0, 0.5], got {beta}")
 
 
+def _dense(layer, x):
+    """``x @ W + b`` with the layer's constrained matrix."""
+    y = x @ layer.weight_matrix()
+    if layer.bias is None:
+        return y
+    return y + layer.bias.get_value().reshape((1,) * (y.ndim - 1) + (-1,))
+
+
+def _export_dense(layer) -> nnx.Linear:
+    """A plain ``nnx.Linear`` holding the layer's constrained matrix and bias."""
+    out = nnx.Linear(layer.in_features, layer.out_features, use_bias=layer.bias is not None,
+                     rngs=nnx.Rngs(0))
+    out.kernel.set_value(layer.weight_matrix())
+    if layer.bias is not None:
+        out.bias.set_value(layer.bias.get_value())
+    return out
+
+
 class _Spectral(nnx.Module):
     """Shared by SpectralDense and SpectralConv: the reshaped kernel ``[n_in, n_out]``."""
 
@@ -105,17 +123,10 @@ class SpectralDense(_Spectral):
         self.u = PowerIterate(jax.random.normal(rngs.params(), (out_features,)))
 
     def __call__(self, x: Float[Array, "... n"]) -> Float[Array, "... m"]:
-        y = x @ self.weight_matrix()
-        return y if self.bias is None else y + self.bias.get_value().reshape((1,) * (y.ndim - 1)
-                                                                             + (-1,))
+        return _dense(self, x)
 
     def export(self) -> nnx.Linear:
-        out = nnx.Linear(self.in_features, self.out_features, use_bias=self.bias is not None,
-                         rngs=nnx.Rngs(0))
-        out.kernel.set_value(self.weight_matrix())
-        if self.bias is not None:
-            out.bias.set_value(self.bias.get_value())
-        return out
+        return _export_dense(self)
 
 
 class FrobeniusDense(nnx.Module):
@@ -135,17 +146,10 @@ class FrobeniusDense(nnx.Module):
         return frobenius_normalize(self.kernel.get_value(), disjoint_neurons=self.disjoint_neurons)
 
     def __call__(self, x):
-        y = x @ self.weight_matrix()
-        return y if self.bias is None else y + self.bias.get_value().reshape((1,) * (y.ndim - 1)
-                                                                             + (-1,))
+        return _dense(self, x)
 
     def export(self) -> nnx.Linear:
-        out = nnx.Linear(self.in_features, self.out_features, use_bias=self.bias is not None,
-                         rngs=nnx.Rngs(0))
-        out.kernel.set_value(self.weight_matrix())
-        if self.bias is not None:
-            out.bias.set_value(self.bias.get_value())
-        return out
+        return _export_dense(self)
 
 
 class SpectralConv(_Spectral):
