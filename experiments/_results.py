@@ -2,6 +2,7 @@
 markdown table written from it. A run that is interrupted and started again skips the units
 already in the JSON (nothing lost, nothing done twice)."""
 
+import argparse
 import json
 import os
 
@@ -44,3 +45,16 @@ class Results:
     def write_markdown(self, path: str, columns: list[str], title: str, command: str) -> None:
         with open(path, "w") as f:
             f.write(self.markdown(columns, title, command))
+
+
+def fashion_mnist_args(doc: str, argv=None) -> argparse.Namespace:
+    """The arguments every Fashion-MNIST experiment takes: ``--quick``, ``--out``,
+    ``--source-dir``."""
+    from xjax.data import FASHION_MNIST_DIR
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the small run the tests use")
+    parser.add_argument("--out", default="experiments/results")
+    parser.add_argument("--source-dir", default=FASHION_MNIST_DIR,
+                        help="directory of the Fashion-MNIST IDX files")
+    return parser.parse_args(argv)

@@ -11,7 +11,6 @@ per explained image (second call, compilation excluded). Writes ``<out>/eva_tabl
 (resumable per network and method).
 """
 
-import argparse
 import os
 import sys
 import time
@@ -20,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _results import Results  # noqa: E402
+from _results import Results, fashion_mnist_args  # noqa: E402
 
 import xjax  # noqa: E402
 
@@ -50,11 +49,7 @@ def lipschitz_model(args, quick):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default="experiments/results")
-    parser.add_argument("--source-dir", default=xjax.data.FASHION_MNIST_DIR)
-    args = parser.parse_args(argv)
+    args = fashion_mnist_args(__doc__, argv)
     quick = args.quick
     n = 4 if quick else 200
     tag = "quick" if quick else "full"

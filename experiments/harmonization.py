@@ -12,7 +12,6 @@ the corner. Writes ``<out>/harmonization_<mode>.{json,md,png}`` (resumable per (
 training resumes from its per-epoch checkpoints).
 """
 
-import argparse
 import os
 import sys
 
@@ -20,17 +19,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _results import Results  # noqa: E402
+from _results import Results, fashion_mnist_args  # noqa: E402
 
 import xjax  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default="experiments/results")
-    parser.add_argument("--source-dir", default=xjax.data.FASHION_MNIST_DIR)
-    args = parser.parse_args(argv)
+    args = fashion_mnist_args(__doc__, argv)
     quick = args.quick
     n_train, epochs, lambdas, seeds = ((1000, 1, (0.0, 10.0), (0,)) if quick else
                                        (12000, 3, (0.0, 1.0, 10.0), (0, 1, 2)))

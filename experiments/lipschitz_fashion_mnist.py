@@ -15,7 +15,6 @@ Writes ``<out>/lipschitz_<mode>.{json,md}``; resumable per unit, and training re
 per-epoch checkpoints.
 """
 
-import argparse
 import functools
 import os
 import sys
@@ -30,7 +29,7 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _results import Results  # noqa: E402
+from _results import Results, fashion_mnist_args  # noqa: E402
 
 import xjax  # noqa: E402
 
@@ -96,11 +95,7 @@ def trained_lipschitz_model(out, source_dir, quick):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default="experiments/results")
-    parser.add_argument("--source-dir", default=xjax.data.FASHION_MNIST_DIR)
-    args = parser.parse_args(argv)
+    args = fashion_mnist_args(__doc__, argv)
     quick = args.quick
     n_train, epochs, n_eval, n_attack, n_mege, mege_epochs, k = settings(quick)
     explainers = {"saliency": {}} if quick else EXPLAINERS

@@ -13,7 +13,6 @@ Utility = mean session accuracy / baseline's, per seed; mean and 95% bootstrap i
 seeds. Writes ``<out>/utility_<mode>.{json,md}`` (resumable per meta-predictor).
 """
 
-import argparse
 import os
 import sys
 import time
@@ -26,7 +25,7 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _results import Results  # noqa: E402
+from _results import Results, fashion_mnist_args  # noqa: E402
 
 import xjax  # noqa: E402
 
@@ -42,11 +41,7 @@ METHODS = {
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default="experiments/results")
-    parser.add_argument("--source-dir", default=xjax.data.FASHION_MNIST_DIR)
-    args = parser.parse_args(argv)
+    args = fashion_mnist_args(__doc__, argv)
     quick = args.quick
     seeds, exemplars, n_test, n_train = (2, 12, 200, 4000) if quick else (10, 30, 1000, 12000)
     methods = {k: METHODS[k] for k in ("saliency", "grad_cam", "occlusion")} if quick else METHODS
