@@ -94,21 +94,15 @@ def eva(model_fn: ModelFn, *, epsilon: float = 0.05, grid_size: int = 7, bound: 
         verified = make_bounds(model_fn, method=bound)
     ibp = make_bounds(model_fn, method="ibp")
 
-    def overlap(params, xr, frozen, yr, key):
-        """Verified adversarial overlap of the boxes of a block of rows: ``f32[R]``."""
+    def overlap(params, xr, frozen, yr, rivals, key):
+        """Verified adversarial overlap of the boxes of a block of rows: ``f32[R]``
+        (``rivals: f32[R, S, K]``, one-hot rows of the classes bounded through the spec)."""
         move = (1.0 - frozen)[..., None].astype(xr.dtype) * epsilon
         lo, hi = xr - move, xr + move
         if clip is not None:
             lo, hi = jnp.clip(lo, clip[0], clip[1]), jnp.clip(hi, clip[0], clip[1])
-        logits = model_fn(params, xr)
-        k = logits.shape[-1]
-        onehot = jax.nn.one_hot(yr, k, dtype=logits.dtype)
-        if top_k_rivals is None or top_k_rivals >= k - 1:
-            rivals = jnp.broadcast_to(jnp.eye(k, dtype=logits.dtype), (xr.shape[0], k, k))
-        else:
-            masked = jnp.where(onehot > 0, -jnp.inf, logits)
-            top = jax.lax.top_k(masked, top_k_rivals)[1]
-            rivals = jax.nn.one_hot(top, k, dtype=logits.dtype)
+        k = rivals.shape[-1]
+        onehot = jax.nn.one_hot(yr, k, dtype=jnp.float32)
         spec = rivals - onehot[:, None, :]                              # [R, S, K]
         is_self = jnp.sum(rivals * onehot[:, None, :], -1) > 0           # [R, S]
         if empirical:
@@ -123,7 +117,7 @@ def eva(model_fn: ModelFn, *, epsilon: float = 0.05, grid_size: int = 7, bound: 
         else:
             iv = verified(params, lo, hi, spec=spec)
         ao = jnp.max(jnp.where(is_self, -jnp.inf, iv.upper), axis=-1)
-        if top_k_rivals is not None and top_k_rivals < k - 1:
+        if rivals.shape[1] < k:
             out = ibp(params, lo, hi)
             chosen = jnp.sum(rivals, axis=1) > 0
             rest = out.upper - jnp.sum(out.lower * onehot, -1, keepdims=True)
@@ -146,9 +140,19 @@ def eva(model_fn: ModelFn, *, epsilon: float = 0.05, grid_size: int = 7, bound: 
         rows_x = jnp.repeat(x, 1 + g2, axis=0)
         rows_y = jnp.repeat(jnp.asarray(y, jnp.int32), 1 + g2, axis=0)
         rows_m = jnp.tile(frozen, (n, 1, 1))
+        # the rivals depend on the image only: chosen once per image, not once per box
+        n_cls = jax.eval_shape(lambda p, a: model_fn(p, a), params, x[:1]).shape[-1]
+        if top_k_rivals is None or top_k_rivals >= n_cls - 1:
+            rivals = jnp.broadcast_to(jnp.eye(n_cls, dtype=jnp.float32), (n, n_cls, n_cls))
+        else:
+            logits = chunked(lambda a: model_fn(params, a), batch_size)(x).astype(jnp.float32)
+            own = jax.nn.one_hot(jnp.asarray(y, jnp.int32), n_cls, dtype=jnp.bool_)
+            top = jax.lax.top_k(jnp.where(own, -jnp.inf, logits), top_k_rivals)[1]
+            rivals = jax.nn.one_hot(top, n_cls, dtype=jnp.float32)
+        rows_r = jnp.repeat(rivals, 1 + g2, axis=0)
         k = jax.random.key(0) if key is None else key
-        ao = chunked(lambda a, m, b: overlap(params, a, m, b, k), batch_size)(rows_x, rows_m,
-                                                                              rows_y)
+        ao = chunked(lambda a, m, b, r: overlap(params, a, m, b, r, k), batch_size)(
+            rows_x, rows_m, rows_y, rows_r)
         ao = ao.reshape(n, 1 + g2)
         scores = ao[:, :1] - ao[:, 1:]                                              # [N, g2]
         return jnp.take_along_axis(scores, cells.reshape(1, -1).repeat(n, 0), axis=1
