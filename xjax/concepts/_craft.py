@@ -248,7 +248,7 @@ def craft(features_fn: FeaturesFn, head_fn: HeadFn, *, nb_concepts: int = 25,
         def occ(ub, yb):                                                # y(u) - y(u, u_i = 0)
             base = _head_of_codes(params, bank, ub, yb)
             drop = jax.vmap(lambda i: _head_of_codes(
-                params, bank, ub * (jnp.arange(nb_concepts) != i)[None, None, None], yb))(jnp.arange(nb_concepts))
+                params, bank, ub * (jnp.arange(nb_concepts) != i).astype(ub.dtype)[None, None, None], yb))(jnp.arange(nb_concepts))
             return base[None] - drop
         return chunked(lambda ub, yb: occ(ub, yb).T, batch_size)(u, y)
 
@@ -293,6 +293,6 @@ def craft(features_fn: FeaturesFn, head_fn: HeadFn, *, nb_concepts: int = 25,
         acts = jax.jit(lambda p_, c_: _pooled(features_fn, p_, c_, shape))(params, crops)
         sub_bank, codes = _factorize(sub, acts, jax.random.key(0) if key is None else key,
                                      "craft.refine", nb_concepts)
-        return CraftBank(sub_bank, crops, bank.crop_source[keep], codes)
+        return CraftBank(sub_bank, crops, bank.crop_source[keep], codes, bank.image_size)
 
     return Craft(fit, transform, importance, attribute, refine, concept_model)

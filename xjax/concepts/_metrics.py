@@ -101,7 +101,7 @@ def concept_mufidelity(score_fn: Callable, u: Float[Array, "N ... R"], phi: Floa
             jax.random.permutation(kk, r)[:size]].set(True))(keys)       # [S, R]
         base = score_fn(ui)
         drops = jax.vmap(lambda s: base - score_fn(ui * _lead((~s).astype(ui.dtype), ui)))(subsets)
-        sums = (subsets * pi).sum(-1)
+        sums = (subsets.astype(pi.dtype) * pi[None]).sum(-1)
         return _pearson(_rankdata(sums), _rankdata(drops))
 
     return jax.vmap(one)(u, phi, jax.random.split(key, u.shape[0]))
@@ -188,7 +188,7 @@ def stability(bank_a: Float[Array, "R F"], bank_b: Float[Array, "R F"]) -> float
 
 def _sqrtm_psd(s):
     w, v = jnp.linalg.eigh(s)
-    return (v * jnp.sqrt(jnp.maximum(w, 0.0))) @ v.T
+    return (v * jnp.sqrt(jnp.maximum(w, 0.0))[None]) @ v.T
 
 
 def frechet_distance(a: Float[Array, "M F"], a_hat: Float[Array, "M F"]) -> Float[Array, ""]:
