@@ -1,9 +1,9 @@
-"""Matplotlib figures of explanations: heatmap overlays and a method x image grid."""
+"""Matplotlib figures of explanations: heatmap overlays, a method x image grid, concept crops."""
 
 import numpy as np
 from jaxtyping import Float
 
-__all__ = ["heatmap_overlay", "method_grid", "normalize_map"]
+__all__ = ["concept_grid", "heatmap_overlay", "method_grid", "normalize_map"]
 
 
 def normalize_map(m: Float[np.ndarray, "H W"], *, percentile: float = 99.0
@@ -62,5 +62,35 @@ def method_grid(images: Float[np.ndarray, "N H W C"], maps: dict[str, Float[np.n
             axes[i, 0].set_title(titles[i], fontsize=8)
         for j, (name, m) in enumerate(maps.items(), start=1):
             heatmap_overlay(axes[i, j], images[i], np.asarray(m[i]), title=name if i == 0 else None)
+    fig.tight_layout()
+    return fig
+
+
+def concept_grid(crops: Float[np.ndarray, "R K P P C"], *, titles: list[str] | None = None,
+                 size: float = 1.1):
+    """A figure with one row per concept showing its ``K`` example crops (e.g. the crops with
+    the largest code on that concept).
+
+    Args:
+      crops: ``f32[R, K, P, P, C]`` in [0, 1] (or uint8).
+      titles: optional row labels (e.g. "concept 3 (importance 0.21)").
+
+    Returns:
+      The matplotlib ``Figure``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    crops = np.asarray(crops)
+    r, k = crops.shape[:2]
+    fig, axes = plt.subplots(r, k, figsize=(size * k, size * r + 0.3), squeeze=False)
+    for i in range(r):
+        for j in range(k):
+            axes[i, j].imshow(_as_rgb(crops[i, j]), cmap="gray")
+            axes[i, j].set_axis_off()
+        if titles:
+            axes[i, 0].set_title(titles[i], fontsize=7, loc="left")
     fig.tight_layout()
     return fig

@@ -109,3 +109,36 @@ def test_harmonization_quick(tmp_path):
     for row in rows.values():
         assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["decoy_agreement"] <= 1.0
     assert "± " in (tmp_path / "harmonization_quick.md").read_text()
+
+
+@pytest.mark.skipif(not FASHION_MNIST_PRESENT, reason="Fashion-MNIST not installed "
+                    "(apt-get install dataset-fashion-mnist)")
+def test_craft_quick_and_resume(tmp_path):
+    import craft
+
+    rows = craft.main(["--quick", "--out", str(tmp_path)]).rows
+    assert set(rows) == {"fmnist/T-shirt/top", "fmnist/Trouser", "holistic/T-shirt/top",
+                         "holistic/Trouser", "lite0/photos"}
+    for name in ("T-shirt/top", "Trouser"):
+        row = rows[f"fmnist/{name}"]
+        assert abs(sum(row["prevalence"]) - 1.0) < 1e-2
+        assert row["c_mufidelity_gi"] > 0.0
+        hol = rows[f"holistic/{name}"]
+        assert set(hol) == set(craft.METHODS)
+        # PCA reconstructs best at equal rank; k-means codes are one-hot
+        assert hol["pca"]["relative_l2"] <= min(h["relative_l2"] for h in hol.values()) + 1e-6
+        assert abs(hol["kmeans"]["sparsity"] - 0.75) < 1e-6
+    lite = rows["lite0/photos"]
+    assert lite["gi_equals_occlusion_max_abs"] < 1e-3      # exact at the last layer
+    for f in ("craft_quick.md", "craft_quick_fmnist_concepts.png", "craft_quick_lite0_cams.png"):
+        assert (tmp_path / f).exists()
+    # resume: a finished class is not recomputed
+    with open(tmp_path / "craft_quick.json") as f:
+        saved = json.load(f)["rows"]
+    del saved["holistic/Trouser"]
+    with open(tmp_path / "craft_quick.json", "w") as f:
+        json.dump({"meta": {}, "rows": saved}, f)
+    again = craft.main(["--quick", "--out", str(tmp_path)]).rows
+    assert again["fmnist/Trouser"] == saved["fmnist/Trouser"]
+    assert again["lite0/photos"] == saved["lite0/photos"]
+    assert set(again) == set(rows)
