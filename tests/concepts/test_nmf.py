@@ -68,7 +68,8 @@ def test_nnls_implicit_gradient_matches_finite_differences(wrt):
     w = jnp.asarray(rng.random((5, 16)) + 0.1, jnp.float32)
     a = jnp.asarray(rng.random((3, 16)), jnp.float32)
     c = jnp.asarray(rng.normal(size=(3, 5)), jnp.float32)
-    f = (lambda v: jnp.sum(nnls(v, w) * c)) if wrt == "a" else (lambda v: jnp.sum(nnls(a, v) * c))
+    f = jax.jit((lambda v: jnp.sum(nnls(v, w) * c)) if wrt == "a"
+                else (lambda v: jnp.sum(nnls(a, v) * c)))
     x0 = a if wrt == "a" else w
     g = np.asarray(jax.grad(f)(x0))
     eps = 1e-2

@@ -247,8 +247,9 @@ def craft(features_fn: FeaturesFn, head_fn: HeadFn, *, nb_concepts: int = 25,
 
         def occ(ub, yb):                                                # y(u) - y(u, u_i = 0)
             base = _head_of_codes(params, bank, ub, yb)
-            drop = jax.vmap(lambda i: _head_of_codes(
-                params, bank, ub * (jnp.arange(nb_concepts) != i).astype(ub.dtype)[None, None, None], yb))(jnp.arange(nb_concepts))
+            keep = 1.0 - jnp.eye(nb_concepts, dtype=ub.dtype)             # row i drops concept i
+            drop = jax.vmap(lambda k: _head_of_codes(
+                params, bank, ub * k[None, None, None], yb))(keep)
             return base[None] - drop
         return chunked(lambda ub, yb: occ(ub, yb).T, batch_size)(u, y)
 

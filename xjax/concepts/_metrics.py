@@ -114,7 +114,8 @@ def relative_l2(a: Float[Array, "M F"], a_hat: Float[Array, "M F"]) -> Float[Arr
 
 def r2_score(a: Float[Array, "M F"], a_hat: Float[Array, "M F"]) -> Float[Array, ""]:
     """``1 - mean((A - A_hat)^2) / mean((A - mean A)^2)`` (column means)."""
-    return 1.0 - jnp.mean((a - a_hat) ** 2) / jnp.maximum(jnp.mean((a - a.mean(0, keepdims=True)) ** 2), 1e-30)
+    var = jnp.mean((a - a.mean(0, keepdims=True)) ** 2)
+    return 1.0 - jnp.mean((a - a_hat) ** 2) / jnp.maximum(var, 1e-30)
 
 
 def sparsity(u: Float[Array, "M R"], *, eps: float = 1e-6) -> Float[Array, ""]:
