@@ -164,3 +164,18 @@ def test_bad_inputs_name_the_argument(lite0):
         lite0.model_fn(lite0.params, x.astype(np.uint8))
     with pytest.raises(ValueError, match="num_classes"):
         xjax.models.efficientnet_lite0(num_classes=10)
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_lite1_lite2_official_weights_classify_the_sample_photos(name):
+    m = xjax.models.get_model(name)
+    size = {"efficientnet_lite1": 240, "efficientnet_lite2": 260}[name]
+    assert m.input_shape == (size, size, 3)
+    photos = xjax.data.sample_photos(["coffee", "chelsea", "camera"])
+    x = np.stack([xjax.data.resize_center_crop(p.image, size) for p in photos])
+    logits = np.asarray(jax.jit(m.model_fn)(m.params, x))
+    assert m.class_names[logits[0].argmax()] == "espresso"
+    assert logits[1].argmax() in (281, 282, 283, 284, 285)
+    assert m.class_names[logits[2].argmax()] == "tripod"
+    np.testing.assert_allclose(m.head_fn(m.params, m.features_fn(m.params, x[:1])),
+                               logits[:1], rtol=1e-4, atol=1e-4)

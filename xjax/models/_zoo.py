@@ -12,6 +12,16 @@ def _efficientnet_lite0(**kw):
     return efficientnet_lite0(**kw)
 
 
+def _efficientnet_lite1(**kw):
+    from xjax.models._efficientnet import efficientnet_lite1
+    return efficientnet_lite1(**kw)
+
+
+def _efficientnet_lite2(**kw):
+    from xjax.models._efficientnet import efficientnet_lite2
+    return efficientnet_lite2(**kw)
+
+
 def _small_cnn(**kw):
     from xjax.models._small_cnn import small_cnn
     return small_cnn(**kw)
@@ -35,6 +45,8 @@ def _vit_tiny(**kw):
 # name -> (constructor, keyword arguments of its default, pretrained form)
 ZOO: dict[str, tuple[Callable[..., Model], dict]] = {
     "efficientnet_lite0": (_efficientnet_lite0, {"pretrained": True}),
+    "efficientnet_lite1": (_efficientnet_lite1, {"pretrained": True}),
+    "efficientnet_lite2": (_efficientnet_lite2, {"pretrained": True}),
     "small_cnn": (_small_cnn, {"pretrained": "fashion_mnist"}),
     "resnet18": (_resnet18, {}),
     "resnet50": (_resnet50, {}),
