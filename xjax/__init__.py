@@ -4,6 +4,7 @@ from xjax import attributions as attributions
 from xjax import bounds as bounds
 from xjax import concepts as concepts
 from xjax import data as data
+from xjax import featviz as featviz
 from xjax import gsa as gsa
 from xjax import harmonization as harmonization
 from xjax import lipschitz as lipschitz
