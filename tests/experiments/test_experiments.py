@@ -142,3 +142,21 @@ def test_craft_quick_and_resume(tmp_path):
     assert again["fmnist/Trouser"] == saved["fmnist/Trouser"]
     assert again["lite0/photos"] == saved["lite0/photos"]
     assert set(again) == set(rows)
+
+
+def test_featviz_maco_quick_and_resume(tmp_path):
+    import featviz_maco
+
+    rows = featviz_maco.main(["--quick", "--out", str(tmp_path)]).rows
+    assert set(rows) == {f"{m}/{c}" for m in ("maco", "fourier") for c in ("goldfish", "ostrich")}
+    for row in rows.values():
+        for k in ("lite0_prob", "lite1_prob", "lite2_prob", "lite0_crop_prob"):
+            assert 0.0 <= row[k] <= 1.0
+    for f in ("featviz_quick.md", "featviz_quick.png", "featviz_quick_maco.npz"):
+        assert (tmp_path / f).exists()
+    # resume: saved images are scored again without a new optimization
+    stamp = os.path.getmtime(tmp_path / "featviz_quick_maco.npz")
+    os.remove(tmp_path / "featviz_quick.json")
+    again = featviz_maco.main(["--quick", "--out", str(tmp_path)]).rows
+    assert os.path.getmtime(tmp_path / "featviz_quick_maco.npz") == stamp
+    assert again == rows
