@@ -134,3 +134,17 @@ def test_bad_input_errors(cnn):
         fv.optimize(cnn.model_fn, cnn.params, fv.logit(0), fv.fourier((8, 8, 1)), key=None)
     with pytest.raises(TypeError, match="index"):
         fv.logit(1.5)
+
+
+def test_directory_magnitude_reads_a_user_folder(tmp_path):
+    from PIL import Image
+
+    from xjax.data import resize_center_crop, sample_photos
+
+    photos = sample_photos(["coffee", "chelsea"])
+    for p in photos:
+        Image.fromarray(p.image).save(tmp_path / f"{p.name}.png")
+    mag = fv.directory_magnitude(str(tmp_path), size=64)
+    x = np.stack([resize_center_crop(p.image, 64) for p in photos]).astype(np.float32)
+    np.testing.assert_allclose(mag, fv.natural_magnitude(x), rtol=1e-5)
+    assert mag.shape == (3, 64, 33)

@@ -16,6 +16,7 @@ from xjax.featviz._parameterizations import fourier as fourier
 from xjax.featviz._parameterizations import maco as maco
 from xjax.featviz._parameterizations import maco_standardized as maco_standardized
 from xjax.featviz._spectrum import COLOR_CORRELATION as COLOR_CORRELATION
+from xjax.featviz._spectrum import directory_magnitude as directory_magnitude
 from xjax.featviz._spectrum import natural_magnitude as natural_magnitude
 from xjax.featviz._spectrum import radial_profile as radial_profile
 from xjax.featviz._spectrum import sample_photo_magnitude as sample_photo_magnitude
@@ -38,6 +39,7 @@ __all__ = [
     "compose",
     "concept_objective",
     "direction",
+    "directory_magnitude",
     "fourier",
     "jitter",
     "layer",

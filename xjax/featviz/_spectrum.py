@@ -23,7 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-__all__ = ["COLOR_CORRELATION", "natural_magnitude", "radial_profile", "sample_photo_magnitude"]
+__all__ = ["COLOR_CORRELATION", "directory_magnitude", "natural_magnitude", "radial_profile",
+           "sample_photo_magnitude"]
 
 # Lucid's square root of the ImageNet colour covariance, normalized by its largest column norm.
 _C = np.array([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], np.float32)
@@ -51,6 +52,17 @@ def natural_magnitude(images: Float[np.ndarray, "N H W C"], *,
         x = x @ jnp.asarray(np.linalg.inv(COLOR_CORRELATION.T))
     spec = jnp.abs(jnp.fft.rfft2(jnp.moveaxis(x, -1, 1)))            # [N, C, H, W//2+1]
     return np.asarray(spec.mean(0))
+
+
+def directory_magnitude(directory: str, *, size: int = BASE_SIZE) -> Float[np.ndarray, "3 H W2"]:
+    """:func:`natural_magnitude` of every image file in ``directory`` (centre
+    crop resized to ``size``). Save it with ``np.savez`` and pass it to ``maco(magnitude=...)``
+    after resizing, or use it as is for ``size x size`` images."""
+    from xjax.data import load_images, resize_center_crop
+
+    images = load_images(directory)
+    x = np.stack([resize_center_crop(img, size) for _, img in images]).astype(np.float32)
+    return natural_magnitude(x)
 
 
 def radial_profile(magnitude: Float[np.ndarray, "H W2"], freqs: Float[np.ndarray, " k"]
