@@ -12,9 +12,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-demo: $(STAMP)
+FMNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist package (installed when run as root).
+$(FMNIST):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null); \
+	else echo "error: Fashion-MNIST missing: sudo apt-get install dataset-fashion-mnist" >&2; exit 1; fi
+
+demo: $(STAMP) $(FMNIST)
 	$(VENV)/bin/xjax explain --model efficientnet_lite0 --method saliency,guided_backprop,grad_cam --images samples --out out/demo
-	@echo "Figures written to $(CURDIR)/out/demo: one PNG per photo and method, and grid.png."
+	$(VENV)/bin/xjax lens build --model small_cnn --dataset fashion_mnist --patch-size 12 --out out/lens
+	@echo "Explanation report (EfficientNet-Lite0 on the sample photos): $(CURDIR)/out/demo/grid.png and one PNG per photo and method."
+	@echo "Lens (concept atlas of the Fashion-MNIST CNN): open $(CURDIR)/out/lens/index.html, or run: $(VENV)/bin/xjax lens serve out/lens"
 
 # pytest exits 5 when it collected no tests: that must fail, never pass.
 test: $(STAMP)

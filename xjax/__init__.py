@@ -7,6 +7,7 @@ from xjax import data as data
 from xjax import featviz as featviz
 from xjax import gsa as gsa
 from xjax import harmonization as harmonization
+from xjax import lens as lens
 from xjax import lipschitz as lipschitz
 from xjax import metrics as metrics
 from xjax import models as models

@@ -2,6 +2,8 @@
 
     xjax explain --model efficientnet_lite0 --method saliency --images samples --out out/explain
     xjax explain --method saliency,grad_cam,rise --images my_photos/ --out out/cmp
+    xjax lens build --model small_cnn --dataset fashion_mnist --out out/lens
+    xjax lens serve out/lens
 
 Each (image, method) gets a PNG (the photo, the map overlay, the top-5 classes), written
 atomically; an interrupted run started again skips figures that exist (``--overwrite`` redoes
@@ -135,6 +137,57 @@ def _train(args, parser) -> int:
     return 0
 
 
+def _lens(args, parser) -> int:
+    import xjax
+
+    if args.action == "serve":
+        try:
+            server = xjax.lens.serve(args.dir, port=args.port, background=True)
+        except FileNotFoundError as e:
+            parser.error(str(e))
+        host, port = server.server_address[:2]
+        print(f"Lens at http://{host}:{port}/index.html (Ctrl-C to stop)", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        return 0
+    from xjax.models import ZOO
+
+    if args.model not in ZOO:
+        parser.error(f"--model: unknown zoo model {args.model!r}; choose from {sorted(ZOO)}")
+    model = xjax.models.get_model(args.model)
+    if args.checkpoint:
+        model = model._replace(params=xjax.models.restore_checkpoint(args.checkpoint,
+                                                                     model.params))
+    try:
+        x, y = xjax.lens.dataset_arrays(args.dataset, model, source_dir=args.source_dir)
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(str(e))
+    names = list(model.class_names or [])
+    classes = None
+    if args.classes:
+        classes = []
+        for tok in args.classes.split(","):
+            tok = tok.strip()
+            if tok.isdigit():
+                classes.append(int(tok))
+            elif tok in names:
+                classes.append(names.index(tok))
+            else:
+                parser.error(f"--classes: {tok!r} is neither a class index nor a class name")
+    xjax.lens.build_lens(model, x, y, args.out, classes=classes, nb_concepts=args.concepts,
+                         patch_size=args.patch_size,
+                         images_per_class=args.images_per_class, method=args.method,
+                         viz_steps=args.viz_steps, examples=args.examples, seed=args.seed,
+                         title=f"xjax Lens: {args.model} on {os.path.basename(args.dataset)}",
+                         model_name=args.model, dataset_name=args.dataset)
+    print(f"Lens written to {os.path.abspath(args.out)}: open "
+          f"{os.path.abspath(os.path.join(args.out, 'index.html'))} or run "
+          f"`xjax lens serve {args.out}`")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xjax", description="Explain vision models in JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -165,7 +218,34 @@ def main(argv: list[str] | None = None) -> int:
                     help="directory of the Fashion-MNIST IDX files (default: Debian's)")
     tr.add_argument("--out", default="runs/harmonize",
                     help="checkpoints (resumable) and metrics.json go here")
+    lens = sub.add_parser("lens", help="build or serve a concept atlas (Lens)")
+    lsub = lens.add_subparsers(dest="action", required=True)
+    lb = lsub.add_parser("build", help="build (or resume) an atlas for a model and a dataset")
+    lb.add_argument("--model", default="small_cnn", help="zoo model name")
+    lb.add_argument("--checkpoint", default=None,
+                    help="orbax checkpoint directory of the model's params (default: zoo weights)")
+    lb.add_argument("--dataset", default="fashion_mnist",
+                    help="'fashion_mnist' or a directory with one folder of images per class")
+    lb.add_argument("--source-dir", default=None, help="Fashion-MNIST IDX directory")
+    lb.add_argument("--classes", default=None,
+                    help="comma-separated class indices or names (default: all predicted)")
+    lb.add_argument("--concepts", type=int, default=6, help="CRAFT concepts per class")
+    lb.add_argument("--patch-size", type=int, default=None,
+                    help="crop side in pixels (default: 64/224 of the input side)")
+    lb.add_argument("--images-per-class", type=int, default=200)
+    lb.add_argument("--method", default="saliency", help="attribution method shown: "
+                    + ", ".join(METHODS))
+    lb.add_argument("--viz-steps", type=int, default=128,
+                    help="MACO steps per concept visualization (0: none)")
+    lb.add_argument("--examples", type=int, default=4, help="images per class with maps")
+    lb.add_argument("--seed", type=int, default=0)
+    lb.add_argument("--out", default="out/lens")
+    ls = lsub.add_parser("serve", help="serve a built atlas on 127.0.0.1")
+    ls.add_argument("dir", nargs="?", default="out/lens")
+    ls.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
+    if args.command == "lens":
+        return _lens(args, parser)
     if args.command == "train":
         return _train(args, parser)
     if args.command == "explain":

@@ -1,0 +1,174 @@
+"""Lens: build (resumable), dataset folders, and the site in headless Chromium (Playwright with
+the system browser, against `xjax lens serve` on 127.0.0.1 and from the file system)."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import xjax
+from tests.conftest import FASHION_MNIST_PRESENT
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = os.path.join(os.path.dirname(__file__), "..", "..", "out", "test-artifacts")
+needs_fmnist = pytest.mark.skipif(not FASHION_MNIST_PRESENT, reason="Fashion-MNIST not installed "
+                                  "(apt-get install dataset-fashion-mnist)")
+
+
+@pytest.fixture(scope="module")
+def atlas(tmp_path_factory, fmnist_cnn):
+    if not FASHION_MNIST_PRESENT:
+        pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+    out = str(tmp_path_factory.mktemp("lens"))
+    x, y = xjax.lens.dataset_arrays("fashion_mnist", fmnist_cnn)
+    records = xjax.lens.build_lens(fmnist_cnn, x[:600], y[:600], out, classes=[0, 1, 7],
+                                   nb_concepts=3, images_per_class=24, patch_size=12,
+                                   viz_steps=4, viz_crops=2, examples=1, progress=False)
+    return out, records
+
+
+@pytest.fixture(scope="module")
+def served(atlas):
+    server = xjax.lens.serve(atlas[0], port=0, background=True)
+    host, port = server.server_address[:2]
+    yield f"http://{host}:{port}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        pytest.skip("no system Chromium (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def _page(browser, width=1200):
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return page, errors
+
+
+def _broken_images(page):
+    page.wait_for_load_state("load")
+    return page.eval_on_selector_all(
+        "img", "els => els.filter(e => !(e.complete && e.naturalWidth > 0)).map(e => e.src)")
+
+
+@needs_fmnist
+def test_records_and_files(atlas):
+    out, records = atlas
+    assert [r["name"] for r in records] == ["T-shirt/top", "Trouser", "Sneaker"]
+    for r in records:
+        assert len(r["concepts"]) == 3
+        shares = [c["importance"] for c in r["concepts"]]
+        assert shares == sorted(shares, reverse=True)
+        assert abs(sum(c["prevalence"] for c in r["concepts"]) - 1.0) < 1e-5
+        for c in r["concepts"]:
+            assert os.path.exists(os.path.join(out, "classes", r["slug"], c["crops"]))
+            assert os.path.exists(os.path.join(out, "classes", r["slug"], c["viz"]))
+
+
+@needs_fmnist
+def test_index_search_and_screenshot(browser, served):
+    page, errors = _page(browser)
+    page.goto(served + "/index.html")
+    assert page.locator("ul.classes li").count() == 3
+    page.fill("#search", "trou")
+    visible = [t for t in page.locator("ul.classes li:visible").all_inner_texts()]
+    assert visible == ["Trouser"]
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    page.fill("#search", "")
+    page.screenshot(path=os.path.join(ARTIFACTS, "lens_index.png"), full_page=True)
+    assert errors == []
+    page.close()
+
+
+@needs_fmnist
+def test_class_pages_show_concepts_with_loaded_images_and_navigate(browser, served):
+    page, errors = _page(browser)
+    page.goto(served + "/index.html")
+    page.click("text=Trouser")
+    assert page.inner_text("#class-name") == "Trouser"
+    assert page.locator("section.concept").count() == 3
+    assert page.locator("section.concept img").count() == 6           # visualization + crops
+    assert _broken_images(page) == []
+    page.screenshot(path=os.path.join(ARTIFACTS, "lens_class.png"), full_page=True)
+    page.click("#next")
+    assert page.inner_text("#class-name") == "Sneaker"
+    page.click("#prev")
+    page.click("#prev")
+    assert page.inner_text("#class-name") == "T-shirt/top"
+    page.goto(served + "/map.html")
+    assert page.locator("svg circle").count() == 9
+    assert errors == []
+    page.close()
+
+
+@needs_fmnist
+def test_works_from_the_file_system_and_at_phone_width(browser, atlas):
+    page, errors = _page(browser, width=390)
+    page.goto("file://" + os.path.join(atlas[0], "index.html"))
+    page.click("text=Sneaker")
+    assert page.inner_text("#class-name") == "Sneaker"
+    assert _broken_images(page) == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert errors == []
+    page.close()
+
+
+@needs_fmnist
+def test_interrupted_build_resumes_without_recomputing(atlas, fmnist_cnn):
+    out, records = atlas
+    done = os.path.join(out, "classes", records[0]["slug"], "class.json")
+    redo = os.path.join(out, "classes", records[1]["slug"], "class.json")
+    stamp = os.path.getmtime(done)
+    with open(redo) as f:
+        before = json.load(f)
+    os.remove(redo)                                       # as if killed during this class
+    x, y = xjax.lens.dataset_arrays("fashion_mnist", fmnist_cnn)
+    again = xjax.lens.build_lens(fmnist_cnn, x[:600], y[:600], out, classes=[0, 1, 7],
+                                 nb_concepts=3, images_per_class=24, patch_size=12,
+                                 viz_steps=4, viz_crops=2, examples=1, progress=False)
+    assert os.path.getmtime(done) == stamp
+    assert os.path.exists(redo)
+    assert [r["name"] for r in again] == [r["name"] for r in records]
+    np.testing.assert_allclose([c["importance"] for c in again[1]["concepts"]],
+                               [c["importance"] for c in before["concepts"]], rtol=1e-4)
+
+
+def test_dataset_folders_are_matched_to_class_names(tmp_path, fmnist_cnn):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("Trouser", "7"):
+        os.makedirs(tmp_path / name)
+        for i in range(2):
+            Image.fromarray((rng.random((40, 40, 3)) * 255).astype(np.uint8)).save(
+                tmp_path / name / f"{i}.png")
+    x, y = xjax.lens.dataset_arrays(str(tmp_path), fmnist_cnn)
+    assert x.shape == (4, 28, 28, 1) and sorted(y.tolist()) == [1, 1, 7, 7]
+    os.makedirs(tmp_path / "Llama")
+    with pytest.raises(ValueError, match="Llama"):
+        xjax.lens.dataset_arrays(str(tmp_path), fmnist_cnn)
+    with pytest.raises(FileNotFoundError, match="class folders"):
+        xjax.lens.dataset_arrays(str(tmp_path / "missing"), fmnist_cnn)
+
+
+def test_cli_errors(tmp_path, capsys):
+    from xjax.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["lens", "serve", str(tmp_path)])
+    assert "no index.html" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["lens", "build", "--model", "nope", "--out", str(tmp_path)])
+    assert "unknown zoo model" in capsys.readouterr().err

@@ -1,0 +1,300 @@
+"""Build a Lens atlas: for each class, CRAFT concepts with their importance, top crops, a
+feature visualization per concept, example attribution maps and strategic clusters.
+
+Layout of ``out/``::
+
+    index.html, map.html, assets/{lens.css, lens.js}
+    classes/<slug>/index.html, class.json, concept_<i>_crops.png, concept_<i>_viz.png,
+                   example_<j>.png
+
+A class is finished when its ``class.json`` exists (written last, atomically); a build started
+again skips finished classes, so an interrupted build loses at most the class in progress.
+"""
+
+import json
+import os
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Float, Int
+
+from xjax.typing import Model
+
+__all__ = ["build_lens", "class_slug"]
+
+
+def class_slug(index: int, name: str) -> str:
+    """A file-system and URL safe folder name for a class."""
+    s = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "class"
+    return f"{index:04d}-{s}"
+
+
+def _png(path, array):
+    from PIL import Image
+
+    a = np.asarray(array)
+    if a.dtype != np.uint8:
+        a = np.round(np.clip(a, 0, 1) * 255).astype(np.uint8)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    tmp = path + ".tmp.png"
+    Image.fromarray(a).save(tmp)
+    os.replace(tmp, path)
+
+
+def _upscale(img, height):
+    k = max(1, int(round(height / img.shape[0])))
+    return np.repeat(np.repeat(img, k, axis=0), k, axis=1)
+
+
+def _strip(crops, height=96):
+    tiles = [_upscale(np.asarray(c), height) for c in crops]
+    gap = np.ones((tiles[0].shape[0], 4, tiles[0].shape[2]), np.float32)
+    return np.concatenate(sum([[t, gap] for t in tiles], [])[:-1], axis=1)
+
+
+def _predict(model, x, batch=256):
+    fn = jax.jit(model.model_fn)
+    return np.concatenate([np.asarray(fn(model.params, jnp.asarray(x[i:i + batch])))
+                           for i in range(0, len(x), batch)])
+
+
+def _examples_figure(path, images, method_maps, concept_maps, concept_ids, method):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from xjax.plots import heatmap_overlay
+
+    n, k = len(images), 2 + concept_maps.shape[1]
+    fig, axes = plt.subplots(n, k, figsize=(1.9 * k, 1.9 * n), squeeze=False)
+    for i in range(n):
+        img = np.asarray(images[i])
+        axes[i, 0].imshow(img if img.shape[-1] == 3 else img[..., 0], cmap="gray")
+        axes[i, 0].set_axis_off()
+        heatmap_overlay(axes[i, 1], img, np.asarray(method_maps[i]),
+                        title=method if i == 0 else None)
+        for j in range(concept_maps.shape[1]):
+            heatmap_overlay(axes[i, 2 + j], img, np.asarray(concept_maps[i, j]),
+                            title=f"concept {int(concept_ids[i, j])}")
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=60)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _build_class(model, x_c, correct, c, name, folder, *, nb_concepts, patch_size, method,
+                 viz_steps, viz_crops, n_examples, key):
+    from xjax import featviz as fv
+    from xjax.attributions import from_name
+    from xjax.concepts import craft, strategic_clusters
+
+    p = model.params
+    cr = craft(model.features_fn, model.head_fn, nb_concepts=nb_concepts, patch_size=patch_size,
+               layer="the model's features_fn")
+    bank = cr.fit(p, x_c)
+    phi = np.asarray(cr.importance(p, bank, x_c, c, method="gradient_input"))     # [n, R]
+    logits = _predict(model, x_c)[:, c]
+    share = phi.sum(0) / max(float(np.abs(logits.sum())), 1e-12)    # Lens: share of the logits
+    clusters = strategic_clusters(jnp.asarray(phi), jnp.asarray(correct),
+                                  min_points=max(2, len(x_c) // 20))
+    order = [int(i) for i in np.argsort(-share)]
+    codes = np.asarray(bank.codes)
+    comps = np.asarray(bank.components)
+    vizs = {}
+    if viz_steps > 0:
+        h, w, ch = model.input_shape
+        r = fv.optimize(model.model_fn, p, fv.concept_objective(bank, order,
+                                                                features_fn=model.features_fn),
+                        fv.maco((2 * h, 2 * w, ch)), steps=viz_steps, key=key,
+                        transforms=fv.random_crops((h, w), nb_crops=viz_crops, box_start=0.9,
+                                                   box_end=0.5))
+        for j, i in enumerate(order):
+            alpha = fv.transparency_alpha(np.asarray(r.transparency[j]))
+            img = np.asarray(r.images[j])
+            img = np.repeat(img, 3, -1) if img.shape[-1] == 1 else img
+            rgba = np.concatenate([img, 0.25 + 0.75 * alpha[..., None]], -1)
+            _png(os.path.join(folder, f"concept_{i}_viz.png"), _upscale(rgba, 160))
+            vizs[i] = f"concept_{i}_viz.png"
+    concepts = []
+    for i in order:
+        top = np.argsort(-codes[:, i])[:8]
+        _png(os.path.join(folder, f"concept_{i}_crops.png"), _strip(np.asarray(bank.crops)[top]))
+        rel = float(clusters.reliability[i])
+        v = comps[i] / max(np.linalg.norm(comps[i]), 1e-12)
+        concepts.append({"id": i, "importance": float(share[i]),
+                         "prevalence": float(clusters.prevalence[i]),
+                         "reliability": None if np.isnan(rel) else rel,
+                         "crops": f"concept_{i}_crops.png", "viz": vizs.get(i),
+                         "vector": [round(float(t), 5) for t in v]})
+    examples = []
+    n_ex = min(n_examples, len(x_c))
+    if n_ex:
+        xe = x_c[:n_ex]
+        y = jnp.full((n_ex,), c, jnp.int32)
+        key_m = jax.random.key(0)
+        maps = from_name(method, model)(p, xe, y, key=key_m)
+        top3 = np.argsort(-phi[:n_ex], axis=1)[:, :min(3, nb_concepts)]
+        cmaps = np.stack([np.asarray(cr.attribute(p, bank, xe, jnp.asarray(top3[:, j])))
+                          for j in range(top3.shape[1])], 1)
+        path = os.path.join(folder, "examples.png")
+        _examples_figure(path, np.asarray(xe), np.asarray(maps), cmaps, top3, method)
+        examples.append("examples.png")
+    return {"name": name, "index": int(c), "images": int(len(x_c)),
+            "crops": int(bank.crops.shape[0]), "accuracy": float(np.mean(correct)),
+            "concepts": concepts, "examples": examples, "method": method}
+
+
+def build_lens(model: Model, images: Float[np.ndarray, "N H W C"], labels: Int[np.ndarray, " N"],
+               out: str, *, classes: list[int] | None = None, nb_concepts: int = 6,
+               images_per_class: int = 200, patch_size: int | None = None,
+               method: str = "saliency", viz_steps: int = 128, viz_crops: int = 8,
+               examples: int = 4, seed: int = 0, title: str = "xjax Lens",
+               model_name: str = "model", dataset_name: str = "dataset",
+               progress: bool = True) -> list[dict]:
+    """Build (or resume) a Lens atlas in ``out``.
+
+    Args:
+      model: a :class:`~xjax.typing.Model` with ``features_fn``/``head_fn`` split at a
+        non-negative layer, and ``class_names``.
+      images: ``f32[N, H, W, C]`` in [0, 1] at the model's input size; ``labels: i32[N]`` their
+        true classes (for reliability and accuracy).
+      classes: class indices to include (default: every class some image is predicted as).
+      nb_concepts: CRAFT concepts per class; ``images_per_class``: images predicted as the
+        class that are used (the first ones).
+      method: the attribution method shown next to the concept maps.
+      viz_steps, viz_crops: MACO steps and crops per concept visualization (0: none).
+      examples: images per class with attribution maps.
+
+    Returns:
+      The class records (``class.json`` contents), in class order.
+    """
+    from tqdm.auto import tqdm
+
+    from xjax.attributions import METHODS
+    from xjax.lens._site import write_class_page, write_global_pages
+
+    if method not in METHODS:
+        raise ValueError(f"build_lens: method must be one of {', '.join(METHODS)}, got {method!r}")
+    names = model.class_names
+    if names is None:
+        raise ValueError("build_lens: the model has no class_names; give it class names")
+    images = np.asarray(images, np.float32)
+    labels = np.asarray(labels)
+    if images.ndim != 4 or images.shape[1:] != tuple(model.input_shape):
+        raise ValueError(f"build_lens: images must be f32[N, {', '.join(map(str, model.input_shape))}]"
+                         f" (the model's input), got shape {images.shape}")
+    pred = _predict(model, images).argmax(1)
+    if classes is None:
+        classes = sorted({int(v) for v in pred})
+    bad = [c for c in classes if not 0 <= c < len(names)]
+    if bad:
+        raise ValueError(f"build_lens: classes {bad} are outside [0, {len(names)})")
+    os.makedirs(os.path.join(out, "classes"), exist_ok=True)
+    records = []
+    bar = tqdm(classes, desc="Lens classes", disable=not progress)
+    for c in bar:
+        slug = class_slug(c, names[c])
+        folder = os.path.join(out, "classes", slug)
+        marker = os.path.join(folder, "class.json")
+        if os.path.exists(marker):
+            with open(marker) as f:
+                records.append(json.load(f))
+            continue
+        idx = np.flatnonzero(pred == c)[:images_per_class]
+        if len(idx) < max(4, nb_concepts):
+            bar.write(f"lens: skipping class {names[c]!r}: only {len(idx)} images are predicted "
+                      f"as it (need {max(4, nb_concepts)})")
+            continue
+        os.makedirs(folder, exist_ok=True)
+        rec = _build_class(model, jnp.asarray(images[idx]), labels[idx] == c, c, names[c], folder,
+                           nb_concepts=nb_concepts, patch_size=patch_size, method=method,
+                           viz_steps=viz_steps, viz_crops=viz_crops, n_examples=examples,
+                           key=jax.random.fold_in(jax.random.key(seed), c))
+        rec["slug"] = slug
+        write_class_page(out, rec, (None, None))
+        tmp = marker + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(rec, f)
+        os.replace(tmp, marker)                          # the class is finished
+        records.append(rec)
+    slugs = [r["slug"] for r in records]
+    for i, rec in enumerate(records):
+        write_class_page(out, rec, (slugs[i - 1] if i else None,
+                                    slugs[i + 1] if i + 1 < len(slugs) else None))
+    write_global_pages(out, [{"name": r["name"], "slug": r["slug"]} for r in records],
+                       _embedding(records),
+                       {"title": title, "model": model_name, "dataset": dataset_name})
+    return records
+
+
+def _embedding(records):
+    """2-D PCA of all unit-normalized concept vectors, scaled to [0, 1]."""
+    pts = [(r, c) for r in records for c in r["concepts"]]
+    if not pts:
+        return []
+    v = np.array([c["vector"] for _, c in pts], np.float64)
+    v = v - v.mean(0)
+    if len(v) > 1:
+        _, _, vt = np.linalg.svd(v, full_matrices=False)
+        xy = v @ vt[:2].T
+        if xy.shape[1] == 1:
+            xy = np.concatenate([xy, np.zeros_like(xy)], 1)
+    else:
+        xy = np.zeros((1, 2))
+    lo, hi = xy.min(0), xy.max(0)
+    xy = (xy - lo) / np.where(hi > lo, hi - lo, 1.0)
+    return [{"slug": r["slug"], "name": r["name"], "concept": c["id"],
+             "importance": c["importance"], "x": float(x), "y": float(y)}
+            for (r, c), (x, y) in zip(pts, xy, strict=True)]
+
+
+def dataset_arrays(dataset: str, model: Model, *, source_dir: str | None = None,
+                   max_per_class: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``f32[N, H, W, C]`` at the model's input size and labels ``i32[N]`` (indices of
+    ``model.class_names``).
+
+    Args:
+      dataset: ``"fashion_mnist"`` (the test split, read from ``source_dir`` or Debian's
+        directory), or a directory holding one sub-directory of images per class, named after
+        the model's class names (or their indices).
+    """
+    from xjax.data import load_images, resize_center_crop
+
+    h, w, c = model.input_shape
+    if dataset == "fashion_mnist":
+        from xjax.data import FASHION_MNIST_DIR, fashion_mnist_arrays
+
+        x, y = fashion_mnist_arrays("test", source_dir=source_dir or FASHION_MNIST_DIR)
+        if x.shape[1:] != (h, w, c):
+            raise ValueError(f"lens: fashion_mnist images are 28x28x1 but the model takes "
+                             f"{model.input_shape}")
+        return x, y
+    if not os.path.isdir(dataset):
+        raise FileNotFoundError(f"lens: --dataset {dataset!r} is neither 'fashion_mnist' nor a "
+                                f"directory of class folders (one folder of images per class)")
+    names = list(model.class_names or [])
+    folders = sorted(d for d in os.listdir(dataset) if os.path.isdir(os.path.join(dataset, d)))
+    if not folders:
+        raise ValueError(f"lens: {dataset!r} has no class folders; put the images of each class "
+                         f"in a folder named after the class (e.g. {dataset}/tabby cat/*.jpg)")
+    xs, ys = [], []
+    for folder in folders:
+        if folder in names:
+            label = names.index(folder)
+        elif folder.isdigit() and int(folder) < max(len(names), 1):
+            label = int(folder)
+        else:
+            raise ValueError(f"lens: class folder {folder!r} is neither one of the model's class "
+                             f"names nor a class index")
+        for _, img in load_images(os.path.join(dataset, folder))[:max_per_class]:
+            x = resize_center_crop(img, h)
+            if c == 1:
+                x = x.mean(-1, keepdims=True)
+            xs.append(x.astype(np.float32))
+            ys.append(label)
+    return np.stack(xs), np.asarray(ys, np.int32)
