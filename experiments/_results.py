@@ -47,6 +47,13 @@ class Results:
             f.write(self.markdown(columns, title, command))
 
 
+def write_report(path: str, text: str) -> None:
+    """Write a markdown report and print it."""
+    with open(path, "w") as f:
+        f.write(text)
+    print(text)
+
+
 def fashion_mnist_args(doc: str, argv=None) -> argparse.Namespace:
     """The arguments every Fashion-MNIST experiment takes: ``--quick``, ``--out``,
     ``--source-dir``."""

@@ -29,7 +29,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _results import Results, fashion_mnist_args  # noqa: E402
+from _results import Results, fashion_mnist_args, write_report  # noqa: E402
 
 import xjax  # noqa: E402
 
@@ -265,10 +265,7 @@ def _write_markdown(results, out, tag, quick):
                   f"{lite['spearman_sobol_gi_mean']:.2f}.", "",
                   "| concept | photos of its top-6 crops |", "|---|---|"]
         lines += [f"| {c} | {', '.join(v)} |" for c, v in lite["concept_sources"].items()]
-    text = "\n".join(lines) + "\n"
-    with open(os.path.join(out, f"craft_{tag}.md"), "w") as f:
-        f.write(text)
-    print(text)
+    write_report(os.path.join(out, f"craft_{tag}.md"), "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

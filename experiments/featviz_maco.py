@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _results import Results  # noqa: E402
+from _results import Results, write_report  # noqa: E402
 
 import xjax  # noqa: E402
 
@@ -178,10 +178,7 @@ def _write_markdown(results, out, tag, quick):
                      f"{mean('lite0_crop_prob'):.3f} / {mean('lite1_crop_prob'):.3f} / "
                      f"{mean('lite2_crop_prob'):.3f} | "
                      f"{rs[0]['seconds_per_image']:.1f} ({rs[0]['device']}) |")
-    text = "\n".join(lines) + "\n"
-    with open(os.path.join(out, f"featviz_{tag}.md"), "w") as f:
-        f.write(text)
-    print(text)
+    write_report(os.path.join(out, f"featviz_{tag}.md"), "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,12 @@ def _bcast(v, like):
     return v.reshape((1,) * (like.ndim - 1) + v.shape)
 
 
+def _inverse(bank, u):
+    """``u @ components + mean`` (PCA and ICA reconstructions)."""
+    rec = u @ bank.components
+    return rec + _bcast(bank.mean, rec)
+
+
 def _svd_flip(vt):
     """Deterministic signs: the largest-magnitude entry of each row is positive."""
     idx = jnp.argmax(jnp.abs(vt), axis=1)
@@ -84,11 +90,7 @@ def pca(rank: int) -> Factorization:
     def transform(bank, a):
         return (a - _bcast(bank.mean, a)) @ bank.components.T
 
-    def inverse(bank, u):
-        rec = u @ bank.components
-        return rec + _bcast(bank.mean, rec)
-
-    return Factorization(fit, transform, inverse, False, "pca")
+    return Factorization(fit, transform, _inverse, False, "pca")
 
 
 def _sym_decorrelate(w):
@@ -143,8 +145,4 @@ def ica(rank: int, *, max_iter: int = 200, tol: float = 1e-4) -> Factorization:
     def transform(bank, a):
         return (a - _bcast(bank.mean, a)) @ bank.unmixing.T
 
-    def inverse(bank, u):
-        rec = u @ bank.components
-        return rec + _bcast(bank.mean, rec)
-
-    return Factorization(fit, transform, inverse, False, "ica")
+    return Factorization(fit, transform, _inverse, False, "ica")
