@@ -85,3 +85,29 @@ def test_train_harmonize_writes_metrics_and_resumes(tmp_path, capsys):
     assert again["history"] == [] and again["accuracy"] == first["accuracy"]
     with pytest.raises(SystemExit):
         cli.main(["train", "harmonize", "--epochs", "0", "--out", out])
+
+
+def test_explain_dataset_folder_sharded_bf16(tmp_path):
+    import xjax
+
+    data = tmp_path / "data"
+    rng = np.random.default_rng(1)
+    for name in ("Trouser", "Bag"):
+        (data / name).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 255, (28, 28, 3), dtype=np.uint8)).save(
+                data / name / f"{i}.png")
+    out = tmp_path / "maps"
+    args = ["explain", "--model", "small_cnn", "--method", "saliency", "--dataset", str(data),
+            "--out", str(out), "--batch-size", "8", "--precision", "bfloat16"]
+    assert cli.main(args) == 0
+    maps = xjax.runs.load_maps(str(out), n=10)
+    assert maps.shape == (10, 28, 28) and maps.dtype == np.float32
+    m = xjax.models.small_cnn(pretrained="fashion_mnist")
+    x, _ = xjax.lens.dataset_arrays(str(data), m)
+    ref = xjax.attributions.saliency(m.model_fn)(m.params, x, m.model_fn(m.params, x).argmax(-1))
+    for a, b in zip(maps, np.asarray(ref), strict=True):       # bf16 model, f32 reference
+        ra, rb = np.argsort(np.argsort(a.ravel())), np.argsort(np.argsort(b.ravel()))
+        assert np.corrcoef(ra, rb)[0, 1] > 0.9
+    assert cli.main(args) == 0                                 # resumed: nothing recomputed
+    assert len(os.listdir(out)) == 2

@@ -12,6 +12,7 @@ from xjax import lipschitz as lipschitz
 from xjax import metrics as metrics
 from xjax import models as models
 from xjax import plots as plots
+from xjax import runs as runs
 from xjax import train as train
 from xjax import typing as typing
 

@@ -2,6 +2,8 @@
 
     xjax explain --model efficientnet_lite0 --method saliency --images samples --out out/explain
     xjax explain --method saliency,grad_cam,rise --images my_photos/ --out out/cmp
+    xjax explain --model small_cnn --dataset fashion_mnist --method saliency --out runs/sal \
+        --batch-size 512 --precision bfloat16      # every device and host; resumable shards
     xjax lens build --model small_cnn --dataset fashion_mnist --out out/lens
     xjax lens serve out/lens
 
@@ -19,6 +21,34 @@ import sys
 from xjax.attributions._registry import METHODS, STOCHASTIC
 
 
+def _explain_dataset(args, model, methods) -> int:
+    import jax
+    import numpy as np
+
+    import xjax
+
+    if len(methods) != 1:
+        raise SystemExit("xjax explain: --dataset runs one --method at a time")
+    e = xjax.attributions.from_name(methods[0], model, batch_size=args.batch_size)
+    key = jax.random.key(args.seed) if methods[0] in STOCHASTIC else None
+
+    def explain(params, x, y):          # the predicted class, as for photos
+        del y
+        return e(params, x, model.model_fn(params, x).argmax(-1), key=key)
+
+    if args.dataset == "fashion_mnist":
+        source = xjax.data.fashion_mnist("test")
+        decode = lambda items: (np.stack([it["image"] for it in items]).astype(np.float32) / 255,
+                                np.array([it["label"] for it in items], np.int32))
+    else:
+        source, decode = xjax.lens.dataset_arrays(args.dataset, model), None
+    steps = xjax.runs.explain_dataset(explain, model.params, source, args.out,
+                                      batch_size=args.batch_size, decode=decode)
+    print(f"{steps} step(s) computed; maps in {os.path.abspath(args.out)} "
+          f"(xjax.runs.load_maps reads them in dataset order)")
+    return 0
+
+
 def _explain(args) -> int:
     import jax
     import numpy as np
@@ -28,7 +58,11 @@ def _explain(args) -> int:
     from xjax import plots
 
     methods = args.method.split(",")
-    model = xjax.models.get_model(args.model)
+    if args.dataset:
+        xjax.runs.initialize()           # multi-host when a cluster environment is set
+    model = xjax.models.with_precision(xjax.models.get_model(args.model), args.precision)
+    if args.dataset:
+        return _explain_dataset(args, model, methods)
     h, w, c = model.input_shape
     if args.images == "samples":
         named = [(p.name, p.image) for p in xjax.data.sample_photos()]
@@ -206,6 +240,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="images explained per jitted step (progress granularity)")
     ex.add_argument("--seed", type=int, default=0, help="key of the stochastic methods")
     ex.add_argument("--overwrite", action="store_true", help="redo images already explained")
+    ex.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
+                    help="model calls in float32, or in bfloat16 (jmp policy; maps stay float32)")
+    ex.add_argument("--dataset", default=None,
+                    help="explain a whole dataset ('fashion_mnist' or a folder per class) over "
+                         "every device and host, writing resumable shard files to --out")
     tr = sub.add_parser("train", help="train a model (harmonize: the decoy Fashion-MNIST run)")
     tr.add_argument("task", choices=["harmonize"],
                     help="harmonize: small_cnn on decoy-patch Fashion-MNIST with garment maps")

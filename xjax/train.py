@@ -25,6 +25,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float, Int
 
+from xjax._internal.precision import policy
 from xjax._internal.validate import check_images, check_positive_int
 from xjax.typing import ModelFn, Params
 
@@ -35,18 +36,6 @@ __all__ = ["TrainState", "cross_entropy", "evaluate", "fit", "make_train_step", 
 def cross_entropy(logits: Float[Array, "B K"], y: Int[Array, " B"]) -> Float[Array, ""]:
     """Mean softmax cross-entropy with integer labels, computed in float32."""
     return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), y).mean()
-
-
-def policy(precision: str | jmp.Policy = "float32") -> jmp.Policy:
-    """A jmp policy: ``"float32"`` or ``"bfloat16"`` (params kept in float32, model computed in
-    bfloat16, outputs in float32), or a ``jmp.Policy`` passed through."""
-    if isinstance(precision, jmp.Policy):
-        return precision
-    if precision in ("float32", "f32", "fp32"):
-        return jmp.get_policy("params=float32,compute=float32,output=float32")
-    if precision in ("bfloat16", "bf16"):
-        return jmp.get_policy("params=float32,compute=bfloat16,output=float32")
-    raise ValueError(f"precision must be 'float32', 'bfloat16' or a jmp.Policy, got {precision!r}")
 
 
 def make_train_step(model_fn: ModelFn, optimizer: optax.GradientTransformation, *,

@@ -14,6 +14,7 @@ from xjax.models._efficientnet import efficientnet_lite0 as efficientnet_lite0
 from xjax.models._efficientnet import efficientnet_lite1 as efficientnet_lite1
 from xjax.models._efficientnet import efficientnet_lite2 as efficientnet_lite2
 from xjax.models._efficientnet import imagenet_class_names as imagenet_class_names
+from xjax.models._precision import with_precision as with_precision
 from xjax.models._resnet import resnet18 as resnet18
 from xjax.models._resnet import resnet50 as resnet50
 from xjax.models._small_cnn import small_cnn as small_cnn
@@ -47,4 +48,5 @@ __all__ = [
     "small_cnn",
     "to_state_dict",
     "vit_tiny",
+    "with_precision",
 ]

@@ -1,0 +1,156 @@
+"""Dataset-scale explanation runs: data parallel over every device (and host), streamed input,
+incremental and resumable output.
+
+``explain_dataset`` explains a whole indexable source (a tensorflow-datasets ``data_source``,
+any object with ``__len__`` and ``__getitems__``, or arrays) in global batches. Each batch is
+split over the mesh's ``"data"`` axis (``NamedSharding``), so every device explains its share
+in one jitted computation, compiled once. The next batch is read on a background thread
+(prefetch) while the current one runs. Each host writes its rows of each step to its own file,
+``<out>/maps-h<host>-s<step>.npz`` (written to a temporary name then renamed, so a file either
+exists whole or not at all); a run started again skips the steps whose files exist, so a crash
+loses at most the steps in flight and nothing is written twice. ``load_maps`` reassembles the
+rows in dataset order and checks that none is missing or repeated.
+
+Multi-host: call :func:`initialize` first on every host. With the standard cluster environment
+(SLURM, Open MPI, a Cloud TPU slice, or ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` /
+``JAX_PROCESS_ID``) it runs ``jax.distributed.initialize()``; the mesh then spans every host's
+devices and each host reads only its rows of every global batch.
+"""
+
+import glob
+import os
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+__all__ = ["data_mesh", "explain_dataset", "initialize", "load_maps"]
+
+_CLUSTER_VARS = ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE",
+                 "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
+
+
+def initialize() -> bool:
+    """``jax.distributed.initialize()`` when a cluster environment is detected (see the module
+    docstring); returns whether it ran. Call it before any other JAX work."""
+    if not any(v in os.environ for v in _CLUSTER_VARS):
+        return False
+    jax.distributed.initialize()
+    return True
+
+
+def data_mesh(devices=None) -> Mesh:
+    """A 1-D mesh with axis ``"data"`` over ``devices`` (default: every device of every host)."""
+    return Mesh(np.array(jax.devices() if devices is None else devices), ("data",))
+
+
+def _rows(source, idx):
+    if isinstance(source, tuple):
+        return tuple(np.asarray(a)[idx] for a in source)
+    return source.__getitems__([int(i) for i in idx])
+
+
+def explain_dataset(explain: Callable, params, source: Any, out: str, *, batch_size: int = 256,
+                    decode: Callable | None = None, mesh: Mesh | None = None,
+                    progress: bool = True, on_step: Callable[[int], None] | None = None) -> int:
+    """Explain every row of ``source``, writing per-host, per-step shard files in ``out``.
+
+    Args:
+      explain: ``explain(params, x, y) -> f32[B, H, W]`` (an xjax explainer with its key bound,
+        or any per-row function of a batch); it is jitted once with the batch sharded.
+      params: replicated on every device.
+      source: ``(x, y)`` arrays, or an indexable source (``__len__``, ``__getitems__``) such as
+        ``xjax.data.fashion_mnist(split)``, decoded by ``decode(items) -> (x, y)``.
+      out: the run directory (created).
+      batch_size: the global batch; a multiple of the mesh size. The last batch is padded by
+        repeating its last row (the padding is not written).
+      mesh: a 1-D ``"data"`` mesh (default :func:`data_mesh`).
+      on_step: called with each written step (progress hooks, tests).
+
+    Returns:
+      The number of steps computed by this call (finished steps are skipped).
+    """
+    from tqdm.auto import tqdm
+
+    mesh = data_mesh() if mesh is None else mesh
+    ndev = mesh.devices.size
+    if batch_size % ndev:
+        raise ValueError(f"explain_dataset: batch_size={batch_size} must be a multiple of the "
+                         f"{ndev} devices of the mesh")
+    n = len(source[0]) if isinstance(source, tuple) else len(source)
+    if isinstance(source, tuple) and decode is None:
+        decode = lambda rows: rows
+    if decode is None:
+        raise ValueError("explain_dataset: give decode(items) -> (x, y) for a data source")
+    os.makedirs(out, exist_ok=True)
+    host, hosts = jax.process_index(), jax.process_count()
+    per_host = batch_size // hosts
+    steps = -(-n // batch_size)
+    path = lambda s: os.path.join(out, f"maps-h{host:03d}-s{s:06d}.npz")
+    todo = [s for s in range(steps) if not os.path.exists(path(s))]
+    sharding = NamedSharding(mesh, P("data"))
+    replicated = NamedSharding(mesh, P())
+    params = jax.device_put(params, replicated)
+    run = jax.jit(explain, out_shardings=sharding)
+
+    def host_rows(s):
+        idx = np.arange(s * batch_size + host * per_host, s * batch_size + (host + 1) * per_host)
+        valid = idx < n
+        return np.minimum(idx, n - 1), valid
+
+    def load(s):
+        idx, valid = host_rows(s)
+        x, y = decode(_rows(source, idx))
+        return s, idx, valid, np.asarray(x, np.float32), np.asarray(y)
+
+    q: queue.Queue = queue.Queue(maxsize=2)
+
+    def reader():
+        for s in todo:
+            q.put(load(s))
+        q.put(None)
+
+    threading.Thread(target=reader, daemon=True).start()
+    bar = tqdm(total=steps, initial=steps - len(todo), desc="explain", disable=not progress)
+    done = 0
+    while (item := q.get()) is not None:
+        s, idx, valid, x, y = item
+        xg = jax.make_array_from_process_local_data(sharding, x)
+        yg = jax.make_array_from_process_local_data(sharding, y)
+        maps = run(params, xg, yg)
+        local = np.concatenate([np.asarray(sh.data) for sh in sorted(
+            maps.addressable_shards, key=lambda sh: sh.index[0].start or 0)])
+        tmp = path(s) + ".tmp.npz"
+        np.savez(tmp, maps=local[valid], index=idx[valid])
+        os.replace(tmp, path(s))
+        done += 1
+        bar.update()
+        if on_step is not None:
+            on_step(s)
+    bar.close()
+    return done
+
+
+def load_maps(out: str, n: int | None = None) -> np.ndarray:
+    """Every row written by :func:`explain_dataset` in ``out``, in dataset order.
+
+    Raises:
+      ValueError: a row is missing (when ``n`` is given) or written twice.
+    """
+    files = sorted(glob.glob(os.path.join(out, "maps-h*-s*.npz")))
+    if not files:
+        raise FileNotFoundError(f"load_maps: no shard files in {out!r}")
+    parts = [np.load(f) for f in files]
+    index = np.concatenate([p["index"] for p in parts])
+    maps = np.concatenate([p["maps"] for p in parts])
+    if len(np.unique(index)) != len(index):
+        raise ValueError(f"load_maps: rows written twice in {out!r}")
+    if n is not None and len(index) != n:
+        raise ValueError(f"load_maps: {len(index)} rows in {out!r}, expected {n}")
+    return maps[np.argsort(index)]
