@@ -24,6 +24,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _results import Results, write_report  # noqa: E402
@@ -88,7 +89,7 @@ def main(argv=None):
     lite0 = xjax.models.efficientnet_lite0()
     names = lite0.class_names
     others = {}
-    for method, (size, steps, crops) in methods.items():
+    for method, (size, steps, crops) in tqdm(methods.items(), desc="parameterizations"):
         path = os.path.join(args.out, f"featviz_{tag}_{method}.npz")
         if not os.path.exists(path):
             print(f"{method}: {len(classes)} images of {size} px, {steps} steps, {crops} crops",
