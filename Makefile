@@ -28,8 +28,12 @@ demo: $(STAMP) $(FMNIST)
 	@echo "Lens (concept atlas of the Fashion-MNIST CNN): open $(CURDIR)/out/lens/index.html, or run: $(VENV)/bin/xjax lens serve out/lens"
 
 # pytest exits 5 when it collected no tests: that must fail, never pass.
+# Two pytest workers (one per core; XLA compiles on one thread), one module per worker so module
+# fixtures are built once. Fashion-MNIST's array_record cache is prepared first, not by two
+# workers at once.
 test: $(STAMP)
-	@$(PY) -m pytest; rc=$$?; \
+	@$(PY) -c "import os, xjax; d = xjax.data.FASHION_MNIST_DIR; os.path.exists(os.path.join(d, 't10k-images-idx3-ubyte.gz')) and [xjax.data.fashion_mnist(s) for s in ('train', 'test')]"
+	@$(PY) -m pytest -n 2 --dist loadscope; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 bench: $(STAMP)
