@@ -10,7 +10,9 @@ images per call (batch_size 256), next to the model's own forward and forward+ba
 throughput at batch 64, and prints one table with seconds per explained image and the overhead
 ratio (method time / (model calls x the model's time per image at batch 64); below 1 where the
 method's batch of 256 uses the GPU better than the batch-64 reference). bf16 runs the model in bfloat16
-(parameters and activations) with float32 outputs; the explanation arithmetic stays float32.
+(``xjax.models.with_precision``: parameters and activations cast inside each call, float32
+outputs); the explanation arithmetic stays float32. The H100 numbers in the README were taken
+with an earlier version that stored the parameters in bfloat16 instead of casting per call.
 Exits with an error if no GPU is visible (unless ``--allow-cpu``); stops starting new cells
 once ``--budget`` seconds have passed. Measured on an H100 (benchmarks/results/gpu_h100.json):
 every cell compiles for 3-30 s, so all cells take about 8 minutes; the default budget keeps one
@@ -53,18 +55,6 @@ def _timed(fn, *args, repeats=2):
     return statistics.median(out), compile_s
 
 
-def _cast_model(model, precision):
-    if precision == "float32":
-        return model
-    params = jax.tree.map(lambda a: a.astype(jnp.bfloat16)
-                          if jnp.issubdtype(a.dtype, jnp.floating) else a, model.params)
-    cast = lambda f: (lambda p, x: f(p, x.astype(jnp.bfloat16)).astype(jnp.float32))
-    return model._replace(
-        params=params, model_fn=cast(model.model_fn),
-        features_fn=lambda p, x: model.features_fn(p, x.astype(jnp.bfloat16)).astype(jnp.float32),
-        head_fn=lambda p, a: model.head_fn(p, a.astype(jnp.bfloat16)).astype(jnp.float32))
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="efficientnet_lite0,resnet50")
@@ -99,7 +89,7 @@ def main(argv=None):
             if time.perf_counter() - start > args.budget:
                 print(f"budget spent: skipping {name} {precision}", flush=True)
                 continue
-            model = _cast_model(base, precision)
+            model = xjax.models.with_precision(base, precision)
             fwd = jax.jit(model.model_fn)
             grad = jax.jit(jax.grad(lambda p, z, m=model: m.model_fn(p, z).max(-1).sum(),
                                     argnums=1))

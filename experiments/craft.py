@@ -83,12 +83,11 @@ def fashion_class(m, x_c, correct_c, c, r, nb_design, n_imp, key):
     clusters = C.strategic_clusters(sobol, correct_c[:n_imp], min_points=max(2, n_imp // 10))
     glob = np.asarray(sobol.mean(0))
     order = np.argsort(-glob)
-    acts = np.asarray(bank.codes @ bank.components)
+    rec = np.asarray(nmf.inverse(bank.bank, bank.codes))
     row = {
         "class": CLASSES[c], "images": int(len(x_c)), "crops": int(bank.crops.shape[0]),
         "fit_seconds": fit_s, "sobol_seconds_per_image": sobol_s,
-        "crop_relative_l2": float(np.linalg.norm(acts - np.asarray(_pooled(model, m, bank)))
-                                  / np.linalg.norm(np.asarray(_pooled(model, m, bank)))),
+        "crop_relative_l2": float(C.relative_l2(bank.activations, rec)),
         "global_sobol": [round(float(v), 4) for v in glob],
         "top_concepts": [int(i) for i in order[:3]],
         "prevalence": [round(float(v), 3) for v in np.asarray(clusters.prevalence)],
@@ -98,13 +97,6 @@ def fashion_class(m, x_c, correct_c, c, r, nb_design, n_imp, key):
         **fid,
     }
     return row, _top_crops(bank, order[:3]), order[:3], glob
-
-
-def _pooled(model, m, bank):
-    size = tuple(int(v) for v in np.asarray(bank.image_size))
-    up = jax.image.resize(bank.crops, (bank.crops.shape[0],) + size + bank.crops.shape[-1:],
-                          "bilinear")
-    return m.features_fn(m.params, up).mean((1, 2))
 
 
 def _spearman(a, b):

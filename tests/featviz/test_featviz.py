@@ -28,16 +28,15 @@ def test_maco_magnitude_is_preserved_along_the_optimization(cnn):
     pz = fv.maco(shape)
     mag = fv.sample_photo_magnitude((28, 28), 1)
     crops = fv.random_crops((28, 28), nb_crops=2, box_start=1.0, box_end=0.8)
+    images = []
     for steps in (1, 2, 5):
         r = fv.optimize(cnn.model_fn, cnn.params, fv.logit(3), pz, steps=steps,
                         transforms=crops, key=jax.random.key(0))
         x1 = fv.maco_standardized(r.params[0], mag, (28, 28))
         ratio = _ratio_interior(x1, mag)
         np.testing.assert_allclose(ratio, ratio.mean(), rtol=2e-3)
-    # and the rendered image's phase did change
-    x0 = fv.maco_standardized(pz.init(jax.random.split(jax.random.split(jax.random.key(0))[0],
-                                                       1)[0]), mag, (28, 28))
-    assert not np.allclose(x0, x1)
+        images.append(np.asarray(x1))
+    assert not np.allclose(images[0], images[-1])        # while the phase did change
 
 
 @pytest.mark.parametrize("name", ["maco", "fourier"])

@@ -57,6 +57,7 @@ class CraftBank(NamedTuple):
       crops: ``f32[M, P, P, C]`` the crops the concepts were fitted on.
       crop_source: ``i32[M]`` the image each crop came from.
       codes: ``f32[M, R]`` the crops' codes.
+      activations: ``f32[M, F]`` the crops' pooled activations the bank was fitted on.
       image_size: ``i32[2]`` the (H, W) the crops are resized to before ``features_fn``.
     """
 
@@ -64,6 +65,7 @@ class CraftBank(NamedTuple):
     crops: Float[Array, "M P P C"]
     crop_source: Int[Array, " M"]
     codes: Float[Array, "M R"]
+    activations: Float[Array, "M F"]
     image_size: Int[Array, " 2"]
 
     @property
@@ -202,7 +204,7 @@ def craft(features_fn: FeaturesFn, head_fn: HeadFn, *, nb_concepts: int = 25,
             raise ValueError(f"craft.fit: {acts.shape[0]} crops are too few for "
                              f"{nb_concepts} concepts; give more images or more crops per image")
         bank, codes = _factorize(fac, acts, k_fit, "craft.fit", nb_concepts)
-        return CraftBank(bank, crops, src, codes, jnp.asarray(x.shape[1:3], jnp.int32))
+        return CraftBank(bank, crops, src, codes, acts, jnp.asarray(x.shape[1:3], jnp.int32))
 
     def _codes(bank_, a):
         return fac.transform(bank_, a)
@@ -294,6 +296,6 @@ def craft(features_fn: FeaturesFn, head_fn: HeadFn, *, nb_concepts: int = 25,
         acts = jax.jit(lambda p_, c_: _pooled(features_fn, p_, c_, shape))(params, crops)
         sub_bank, codes = _factorize(sub, acts, jax.random.key(0) if key is None else key,
                                      "craft.refine", nb_concepts)
-        return CraftBank(sub_bank, crops, bank.crop_source[keep], codes, bank.image_size)
+        return CraftBank(sub_bank, crops, bank.crop_source[keep], codes, acts, bank.image_size)
 
     return Craft(fit, transform, importance, attribute, refine, concept_model)

@@ -17,7 +17,6 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float
 
 __all__ = ["Transform", "compose", "jitter", "lucid", "noise", "pad", "random_crops", "resize",
@@ -130,8 +129,3 @@ def random_crops(size: tuple[int, int], *, nb_crops: int = 32, box_start: float 
         return add_noise(kn, jax.vmap(crop)(centers, sides), progress)
     return t
 
-
-def _check_size(size, where):
-    if not (isinstance(size, tuple) and len(size) == 2 and all(isinstance(v, (int, np.integer))
-                                                               and v > 0 for v in size)):
-        raise ValueError(f"{where}: size must be (h, w) positive ints, got {size!r}")

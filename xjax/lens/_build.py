@@ -87,7 +87,7 @@ def _examples_figure(path, images, method_maps, concept_maps, concept_ids, metho
     os.replace(tmp, path)
 
 
-def _build_class(model, x_c, correct, c, name, folder, *, nb_concepts, patch_size, method,
+def _build_class(model, x_c, logits, correct, c, name, folder, *, nb_concepts, patch_size, method,
                  viz_steps, viz_crops, n_examples, key):
     from xjax import featviz as fv
     from xjax.attributions import from_name
@@ -98,7 +98,6 @@ def _build_class(model, x_c, correct, c, name, folder, *, nb_concepts, patch_siz
                layer="the model's features_fn")
     bank = cr.fit(p, x_c)
     phi = np.asarray(cr.importance(p, bank, x_c, c, method="gradient_input"))     # [n, R]
-    logits = _predict(model, x_c)[:, c]
     share = phi.sum(0) / max(float(np.abs(logits.sum())), 1e-12)    # Lens: share of the logits
     clusters = strategic_clusters(jnp.asarray(phi), jnp.asarray(correct),
                                   min_points=max(2, len(x_c) // 20))
@@ -188,7 +187,8 @@ def build_lens(model: Model, images: Float[np.ndarray, "N H W C"], labels: Int[n
     if images.ndim != 4 or images.shape[1:] != tuple(model.input_shape):
         raise ValueError(f"build_lens: images must be f32[N, {', '.join(map(str, model.input_shape))}]"
                          f" (the model's input), got shape {images.shape}")
-    pred = _predict(model, images).argmax(1)
+    all_logits = _predict(model, images)
+    pred = all_logits.argmax(1)
     if classes is None:
         classes = sorted({int(v) for v in pred})
     bad = [c for c in classes if not 0 <= c < len(names)]
@@ -211,7 +211,8 @@ def build_lens(model: Model, images: Float[np.ndarray, "N H W C"], labels: Int[n
                       f"as it (need {max(4, nb_concepts)})")
             continue
         os.makedirs(folder, exist_ok=True)
-        rec = _build_class(model, jnp.asarray(images[idx]), labels[idx] == c, c, names[c], folder,
+        rec = _build_class(model, jnp.asarray(images[idx]), all_logits[idx, c], labels[idx] == c,
+                           c, names[c], folder,
                            nb_concepts=nb_concepts, patch_size=patch_size, method=method,
                            viz_steps=viz_steps, viz_crops=viz_crops, n_examples=examples,
                            key=jax.random.fold_in(jax.random.key(seed), c))
