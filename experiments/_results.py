@@ -64,4 +64,20 @@ def fashion_mnist_args(doc: str, argv=None) -> argparse.Namespace:
     parser.add_argument("--out", default="experiments/results")
     parser.add_argument("--source-dir", default=FASHION_MNIST_DIR,
                         help="directory of the Fashion-MNIST IDX files")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    start_devices()
+    return args
+
+
+def start_devices() -> None:
+    """Join the cluster when one is configured (``xjax.runs.initialize``: SLURM, Open MPI, a TPU
+    slice or ``JAX_COORDINATOR_ADDRESS``) and say which devices the run is data parallel over;
+    the experiments place their evaluation sets with ``xjax.runs.shard_rows``."""
+    import jax
+
+    import xjax
+
+    xjax.runs.initialize()
+    if jax.device_count() > 1:
+        print(f"data parallel over {jax.device_count()} devices on {jax.process_count()} host(s)",
+              flush=True)

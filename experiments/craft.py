@@ -181,7 +181,7 @@ def main(argv=None):
             "importance_images": n_imp, "patch": 10, "stride": 8}
     m = xjax.models.small_cnn(pretrained="fashion_mnist")
     x_te, y_te = xjax.data.fashion_mnist_arrays("test", source_dir=args.source_dir)
-    pred = np.asarray(jax.jit(m.model_fn)(m.params, jnp.asarray(x_te))).argmax(1)
+    pred = np.asarray(jax.jit(m.model_fn)(m.params, xjax.runs.shard_rows(x_te))).argmax(1)
     crops_dir = os.path.join(args.out, f"craft_{tag}_crops")
     os.makedirs(crops_dir, exist_ok=True)
     for c in tqdm(classes, desc="CRAFT per class"):

@@ -16,7 +16,8 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _results import Results, fashion_mnist_args  # noqa: E402
@@ -55,7 +56,7 @@ def main(argv=None):
     tag = "quick" if quick else "full"
     results = Results(os.path.join(args.out, f"eva_table_{tag}.json"))
     xt, yt = xjax.data.fashion_mnist_arrays("test", source_dir=args.source_dir)
-    x, y = jnp.asarray(xt[:n]), jnp.asarray(yt[:n], jnp.int32)
+    x, y = xjax.runs.shard_rows(xt[:n], yt[:n].astype(np.int32))
     methods = dict(METHODS)
     if quick:
         methods = {k: v for k, v in methods.items()
@@ -69,15 +70,17 @@ def main(argv=None):
         if not todo:
             continue
         model = make()
-        fn, params = model.model_fn, model.params
-        deletion = jax.jit(M.deletion(fn, activation="softmax", batch_size=256))
-        insertion = jax.jit(M.insertion(fn, activation="softmax", batch_size=256))
-        mu = jax.jit(M.mu_fidelity(fn, grid_size=7, nb_samples=64 if quick else 128,
-                                   batch_size=256))
-        rob = jax.jit(M.robustness_sr(fn, epsilon_max=0.5, search_steps=6 if quick else 8,
-                                      pgd_steps=5 if quick else 10, batch_size=256))
-        for name in todo:
-            e = build(name, model, methods[name])
+        fn, params = model.model_fn, xjax.runs.replicate(model.params)  # meets shard_rows' x
+        dp = xjax.runs.per_device          # each device explains and scores its own images
+        host = xjax.runs.gather_rows
+        deletion = jax.jit(dp(M.deletion(fn, activation="softmax", batch_size=256)))
+        insertion = jax.jit(dp(M.insertion(fn, activation="softmax", batch_size=256)))
+        mu = jax.jit(dp(M.mu_fidelity(fn, grid_size=7, nb_samples=64 if quick else 128,
+                                      batch_size=256)))
+        rob = jax.jit(dp(M.robustness_sr(fn, epsilon_max=0.5, search_steps=6 if quick else 8,
+                                         pgd_steps=5 if quick else 10, batch_size=256)))
+        for name in tqdm(todo, desc=f"{net} methods"):
+            e = dp(build(name, model, methods[name]))
             key = jax.random.key(1) if name in A.STOCHASTIC else None
             run = jax.jit(lambda p, a, b, e=e, key=key: e(p, a, b, key=key))
             run(params, x, y).block_until_ready()
@@ -85,13 +88,14 @@ def main(argv=None):
             maps = run(params, x, y).block_until_ready()
             seconds = (time.perf_counter() - t) / n
             results.add(f"{net}/{name}", {
-                "deletion": float(deletion(params, x, y, maps).mean()),
-                "insertion": float(insertion(params, x, y, maps).mean()),
-                "mu_fidelity": float(mu(params, x, y, maps, key=jax.random.key(2)).mean()),
-                "robustness_sr": float(rob(params, x, y, maps).mean()),
+                # per-image scores come back to the host, then are averaged there
+                "deletion": float(np.mean(host(deletion(params, x, y, maps)))),
+                "insertion": float(np.mean(host(insertion(params, x, y, maps)))),
+                "mu_fidelity": float(np.mean(host(mu(params, x, y, maps,
+                                                     key=jax.random.key(2))))),
+                "robustness_sr": float(np.mean(host(rob(params, x, y, maps)))),
                 "seconds_per_image": seconds, "settings": str(methods[name])},
                 meta={"n": n, "device": jax.devices()[0].device_kind})
-            print(net, name, results.rows[f"{net}/{name}"], flush=True)
     cols = ["deletion", "insertion", "mu_fidelity", "robustness_sr", "seconds_per_image",
             "settings"]
     cmd = "python experiments/eva_table.py" + (" --quick" if quick else "")

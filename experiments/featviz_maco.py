@@ -27,7 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _results import Results, write_report  # noqa: E402
+from _results import Results, start_devices, write_report  # noqa: E402
 
 import xjax  # noqa: E402
 
@@ -82,6 +82,7 @@ def main(argv=None):
     parser.add_argument("--no-transfer", action="store_true",
                         help="optimize and save the images only (no Lite1/Lite2 scoring)")
     args = parser.parse_args(argv)
+    start_devices()
     tag = "quick" if args.quick else "full"
     methods, classes = settings(args.quick)
     os.makedirs(args.out, exist_ok=True)

@@ -112,26 +112,29 @@ def main(argv=None):
                                          mesh=mesh, checkpoint_dir=checkpoint_dir(args.out, tag),
                                          progress=not quick)
     train_seconds = time.perf_counter() - t0
-    models = {"small_cnn": (standard.model_fn, standard.params),
-              "lipschitz_cnn": (lip_fn, lip_params)}
+    # replicated on every device, to meet the evaluation set that shard_rows splits over them
+    models = {"small_cnn": (standard.model_fn, xjax.runs.replicate(standard.params)),
+              "lipschitz_cnn": (lip_fn, xjax.runs.replicate(lip_params))}
     meta = {"n_train": n_train, "epochs": epochs, "n_eval": n_eval, "n_attack": n_attack,
             "lipschitz_train_seconds": train_seconds, "loss": "multiclass_hkr(alpha=10, m=1)"}
 
-    xj, yj = jnp.asarray(xt), jnp.asarray(yt, jnp.int32)
+    xj, yj = xjax.runs.shard_rows(xt, yt.astype(np.int32))
     for name, (fn, params) in models.items():
         key = f"{name}/robustness"
         if results.done(key):
             continue
         lip = 1.0 if name == "lipschitz_cnn" else small_cnn_lipschitz_bound(params)
-        logits = jax.jit(fn)(params, xj)
+        # per-row results come back to the host before any reduction (no cross-device ops)
+        logits, y_host = xjax.runs.gather_rows((jax.jit(fn)(params, xj), yj))
         row = {"lipschitz_bound": lip,
-               "clean_accuracy": float(L.certified_accuracy(logits, yj, 0.0, lipschitz=lip))}
+               "clean_accuracy": float(L.certified_accuracy(logits, y_host, 0.0, lipschitz=lip))}
         for r in RADII:
-            row[f"certified@{r}"] = float(L.certified_accuracy(logits, yj, r, lipschitz=lip))
+            row[f"certified@{r}"] = float(L.certified_accuracy(logits, y_host, r, lipschitz=lip))
         attack = M.robustness_sr(fn, fractions=(1.0,), norm="l2", epsilon_max=max(RADII) * 1.01,
                                  search_steps=8, pgd_steps=20, clip=(0.0, 1.0), batch_size=250)
-        radius = np.asarray(jax.jit(attack)(params, xj[:n_attack], yj[:n_attack],
-                                            jnp.ones(xj[:n_attack].shape[:3])))
+        # per-device code (xjax.runs.per_device): each device attacks its own images
+        radius = xjax.runs.gather_rows(jax.jit(xjax.runs.per_device(attack))(
+            params, xj[:n_attack], yj[:n_attack], jnp.ones(xj[:n_attack].shape[:3])))
         for r in RADII:
             row[f"pgd@{r}"] = float(np.mean(radius > r))
         results.add(key, row, meta=meta)
@@ -147,11 +150,13 @@ def main(argv=None):
         stab = M.average_stability(sal, radius=0.1, nb_samples=8, distance=one_minus_spearman)
         mu = M.mu_fidelity(fn, grid_size=7, nb_samples=64, batch_size=256)
         xs, ys = xj[:n_attack], yj[:n_attack]
-        maps = jax.jit(sal)(params, xs, ys)
+        dp, host = xjax.runs.per_device, xjax.runs.gather_rows
+        maps = jax.jit(dp(sal))(params, xs, ys)
         results.add(key, {
-            "stability_1-spearman": float(jax.jit(stab)(params, xs, ys,
-                                                        key=jax.random.key(5)).mean()),
-            "mu_fidelity": float(jax.jit(mu)(params, xs, ys, maps, key=jax.random.key(6)).mean())},
+            "stability_1-spearman": float(np.mean(host(jax.jit(dp(stab))(
+                params, xs, ys, key=jax.random.key(5))))),
+            "mu_fidelity": float(np.mean(host(jax.jit(dp(mu))(
+                params, xs, ys, maps, key=jax.random.key(6)))))},
             meta=meta)
 
     # MeGe / ReCo over k folds, both architectures trained the same way

@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _results import Results  # noqa: E402
+from _results import Results, start_devices  # noqa: E402
 
 import xjax  # noqa: E402
 
@@ -42,6 +42,7 @@ def main(argv=None):
     parser.add_argument("--out", default="experiments/results")
     parser.add_argument("--source-dir", default=xjax.data.FASHION_MNIST_DIR)
     args = parser.parse_args(argv)
+    start_devices()
     n, epochs = (160, 4) if args.quick else (1000, 5)
     x, y = xjax.data.fashion_mnist_arrays("train", source_dir=args.source_dir)
     x, y = x[:n], y[:n]
@@ -66,6 +67,9 @@ def main(argv=None):
     models = M.train_folds(train, arch.model_fn, x, y, k=args.k, key=jax.random.key(0))
     print(f"trained {args.k} models in {time.perf_counter() - t0:.1f} s; held-out accuracy "
           f"{np.round(models.held_out_accuracy, 3).tolist()}", flush=True)
+    # explanations data parallel: the inputs split over every device, the k models replicated
+    xs, ys = xjax.runs.shard_rows(models.x, models.y)
+    models = models._replace(x=xs, y=ys, params=xjax.runs.replicate(models.params))
     for name in tqdm(methods, desc="methods"):
         kw = dict(METHODS[name], batch_size=256)
         if args.quick and name in ("rise", "sobol", "occlusion"):

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _results import Results  # noqa: E402
+from _results import Results, start_devices  # noqa: E402
 
 import xjax  # noqa: E402
 
@@ -44,11 +44,14 @@ def main(argv=None):
     parser.add_argument("--out", default="experiments/results")
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args(argv)
+    start_devices()
     size = 64 if args.quick else 224
     names = ["coffee", "camera"] if args.quick else None
     model = xjax.models.efficientnet_lite0()
+    model = model._replace(params=xjax.runs.replicate(model.params))   # on every device
     photos = xjax.data.sample_photos(names)
-    x = jnp.asarray(np.stack([xjax.data.resize_center_crop(p.image, size) for p in photos]))
+    x = xjax.runs.shard_rows(np.stack([xjax.data.resize_center_crop(p.image, size)
+                                       for p in photos]))
     y = jnp.argmax(jax.jit(model.model_fn)(model.params, x), -1).astype(jnp.int32)
     steps = 8 if args.quick else 20
     metrics = {
@@ -59,8 +62,12 @@ def main(argv=None):
         "insertion_prob": M.insertion(model.model_fn, steps=steps, activation="softmax",
                                       batch_size=args.batch_size),
     }
-    evaluate = jax.jit(lambda p, a, b, maps: {k: m(p, a, b, maps).mean()
-                                              for k, m in metrics.items()})  # compiled once
+    # per-device code (xjax.runs.per_device): each device scores and explains its own photos
+    scores = jax.jit(lambda p, a, b, maps: {k: xjax.runs.per_device(m)(p, a, b, maps)
+                                            for k, m in metrics.items()})  # compiled once
+
+    def evaluate(p, a, b, maps):  # per-image scores averaged on the host
+        return {k: np.mean(v) for k, v in xjax.runs.gather_rows(scores(p, a, b, maps)).items()}
     tag = "quick" if args.quick else "full"
     results = Results(os.path.join(args.out, f"sobol_fidelity_{tag}.json"))
     todo = [m for m in settings(args.quick) if not results.done(m)]
@@ -69,7 +76,8 @@ def main(argv=None):
         e = A.from_name(name, model, batch_size=args.batch_size, **kw)
         key = jax.random.key(0) if name in A.STOCHASTIC else None
         t = time.perf_counter()
-        maps = jax.block_until_ready(jax.jit(lambda p, a, b, e=e, key=key: e(p, a, b, key=key))(
+        maps = jax.block_until_ready(jax.jit(
+            lambda p, a, b, e=e, key=key: xjax.runs.per_device(e)(p, a, b, key=key))(
             model.params, x, y))
         seconds = (time.perf_counter() - t) / len(x)
         row = {k: float(v) for k, v in evaluate(model.params, x, y, maps).items()}

@@ -120,3 +120,46 @@ def test_bad_batch_size(setup, tmp_path):
     m, x, y, sal = setup
     with pytest.raises(ValueError, match="multiple of the 8 devices"):
         xjax.runs.explain_dataset(sal, m.params, (x, y), str(tmp_path), batch_size=12)
+
+
+def test_shard_rows_splits_over_devices_and_matches_one_device(setup):
+    m, x, y, sal = setup
+    xs, ys = xjax.runs.shard_rows(x[:48], y[:48])
+    assert len(xs.sharding.device_set) == 8
+    assert xs.addressable_shards[0].data.shape == (6, 28, 28, 1)   # 48 rows / 8 devices
+    np.testing.assert_array_equal(np.asarray(xs), x[:48])
+    maps = jax.jit(sal)(m.params, xs, ys)
+    assert maps.sharding.spec[0] == "data"                          # computed in parallel
+    np.testing.assert_allclose(np.asarray(maps), np.asarray(jax.jit(sal)(m.params, x[:48], y[:48])),
+                               **CLOSE)
+    odd = xjax.runs.shard_rows(x[:5])                               # 5 rows: replicated
+    assert odd.sharding.is_fully_replicated
+    np.testing.assert_array_equal(np.asarray(odd), x[:5])
+
+
+def test_per_device_scans_only_local_rows_and_equals_one_device(setup):
+    """A chunked, keyed explainer and a metric jitted on a sharded batch: under per_device the
+    compiled program has no all-gather (each device computes its own rows only; without it the
+    partitioner gathers the batch on every device) and the maps equal the one-device ones."""
+    m, x, y, _ = setup
+    rise = xjax.attributions.rise(m.model_fn, nb_samples=32, batch_size=64)
+    deletion = xjax.metrics.deletion(m.model_fn, steps=4, batch_size=64)
+    key = jax.random.key(3)
+    xs, ys = xjax.runs.shard_rows(x[:48], y[:48])
+    params = xjax.runs.replicate(m.params)
+    plain = jax.jit(lambda p, a, b: rise(p, a, b, key=key))
+    assert "all-gather" in plain.lower(params, xs, ys).compile().as_text()
+    local = jax.jit(lambda p, a, b: xjax.runs.per_device(rise)(p, a, b, key=key))
+    assert "all-gather" not in local.lower(params, xs, ys).compile().as_text()
+    maps = local(params, xs, ys)
+    assert maps.sharding.spec[0] == "data"
+    ref = jax.jit(lambda p, a, b: rise(p, a, b, key=key))(m.params, x[:48], y[:48])
+    np.testing.assert_allclose(np.asarray(maps), np.asarray(ref), **CLOSE)
+    scores = jax.jit(xjax.runs.per_device(deletion))(params, xs, ys, maps)
+    np.testing.assert_allclose(np.asarray(scores),
+                               np.asarray(jax.jit(deletion)(m.params, x[:48], y[:48], ref)),
+                               **CLOSE)
+    # rows that do not divide over the devices: a plain call, same result
+    np.testing.assert_allclose(
+        np.asarray(xjax.runs.per_device(rise)(m.params, x[:5], y[:5], key=key)),
+        np.asarray(ref[:5]), **CLOSE)

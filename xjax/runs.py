@@ -3,8 +3,13 @@ incremental and resumable output.
 
 ``explain_dataset`` explains a whole indexable source (a tensorflow-datasets ``data_source``,
 any object with ``__len__`` and ``__getitems__``, or arrays) in global batches. Each batch is
-split over the mesh's ``"data"`` axis (``NamedSharding``), so every device explains its share
-in one jitted computation, compiled once. The next batch is read on a background thread
+split over the mesh's ``"data"`` axis (``NamedSharding``), and the explainer runs as
+per-device code (:func:`per_device`, ``shard_map``): every device explains only its share, in
+one jitted computation compiled once, with no communication.
+
+For arrays already in memory (an evaluation set), :func:`shard_rows` places them over the
+devices, :func:`replicate` copies parameters to all of them and :func:`per_device` wraps any
+explainer or metric; the experiments use these three. The next batch is read on a background thread
 (prefetch) while the current one runs. Each host writes its rows of each step to its own file,
 ``<out>/maps-h<host>-s<step>.npz`` (written to a temporary name then renamed, so a file either
 exists whole or not at all); a run started again skips the steps whose files exist, so a crash
@@ -29,7 +34,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-__all__ = ["data_mesh", "explain_dataset", "initialize", "load_maps"]
+__all__ = ["data_mesh", "explain_dataset", "initialize", "gather_rows", "load_maps", "per_device",
+           "replicate", "shard_rows"]
 
 _CLUSTER_VARS = ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE",
                  "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
@@ -47,6 +53,99 @@ def initialize() -> bool:
 def data_mesh(devices=None) -> Mesh:
     """A 1-D mesh with axis ``"data"`` over ``devices`` (default: every device of every host)."""
     return Mesh(np.array(jax.devices() if devices is None else devices), ("data",))
+
+
+def shard_rows(*arrays: np.ndarray, mesh: Mesh | None = None):
+    """Place arrays that every host holds whole on the mesh, their first axis split over its
+    ``"data"`` axis (``NamedSharding``): a jitted explainer, metric or model call given them then
+    runs data parallel on every device, one share each, with no code change (the explainer
+    contract guarantees the result equals the single-device one). Experiments use it for their
+    evaluation sets. An array whose length is not a multiple of the device count is replicated
+    instead (every device computes it whole: correct, not parallel). Works across hosts: each
+    process contributes the shards its devices hold (``jax.make_array_from_callback``).
+
+    Args:
+      *arrays: host arrays with a common leading axis (``np.ndarray`` or anything ``np.asarray``
+        accepts).
+      mesh: a 1-D mesh (default :func:`data_mesh` over every device).
+
+    Returns:
+      One ``jax.Array`` per input (the array itself when one is given).
+    """
+    mesh = data_mesh() if mesh is None else mesh
+    ndev = mesh.devices.size
+    out = []
+    for a in arrays:
+        a = np.asarray(a)
+        spec = P(mesh.axis_names[0]) if a.ndim and len(a) % ndev == 0 else P()
+        sharding = NamedSharding(mesh, spec)
+        out.append(jax.make_array_from_callback(a.shape, sharding, lambda idx, a=a: a[idx]))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def replicate(tree: Any, mesh: Mesh | None = None) -> Any:
+    """Copy a pytree (e.g. parameters trained elsewhere) to every device of the mesh, so it can
+    meet arrays placed by :func:`shard_rows` in one jitted call."""
+    mesh = data_mesh() if mesh is None else mesh
+    return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def per_device(fn: Callable, mesh: Mesh | None = None, *, out_axis: int = 0) -> Callable:
+    """Run a per-row function as per-device code: ``per_device(fn)(params, *rows, key=None)``
+    calls ``fn(params, *rows_local[, key=key])`` on each device's share of the rows
+    (``jax.shard_map`` over the mesh's data axis; ``params`` and ``key`` replicated), with no
+    communication between devices.
+
+    Why: an xjax explainer or metric evaluates its rows in ``batch_size`` blocks (a
+    ``lax.scan`` over dynamic slices of the whole batch). Jitted on a sharded batch, XLA's
+    partitioner gathers the batch on every device and each device computes *every* row: correct
+    (the contract suite checks it) but not parallel. Under ``per_device`` each device scans only
+    its rows. The result equals the single-device one because explainers are batch independent
+    and draw their randomness from ``key`` alone, not from a row's position (contract suite).
+
+    Args:
+      fn: ``fn(params, *rows, [key=...]) -> pytree`` whose every output has the rows on axis
+        ``out_axis`` (an explainer: ``f32[N, H, W]``; a metric: ``f32[N]``).
+      mesh: a 1-D mesh (default :func:`data_mesh`).
+      out_axis: the rows' axis in the outputs (1 for ``vmap`` over stacked models).
+
+    Returns:
+      ``run(params, *rows, key=None)``: rows whose length is not a multiple of the device count
+      fall back to a plain call of ``fn``.
+    """
+    def run(params, *rows, key=None):
+        m = data_mesh() if mesh is None else mesh
+        ndev = m.devices.size
+        n = rows[0].shape[0]
+        kw = {} if key is None else {"key": key}
+        if ndev == 1 or n % ndev:
+            return fn(params, *rows, **kw)
+        axis = m.axis_names[0]
+        # no collectives inside: each device's scans run on its rows alone, so the check of
+        # varying-vs-replicated scan carries (initialized replicated, updated per device) is off
+        out_spec = P(*([None] * out_axis), axis)
+        if key is None:
+            return jax.shard_map(lambda p, *r: fn(p, *r), mesh=m,
+                                 in_specs=(P(),) + (P(axis),) * len(rows),
+                                 out_specs=out_spec, check_vma=False)(params, *rows)
+        return jax.shard_map(lambda p, k, *r: fn(p, *r, key=k), mesh=m,
+                             in_specs=(P(), P()) + (P(axis),) * len(rows),
+                             out_specs=out_spec, check_vma=False)(params, key, *rows)
+
+    return run
+
+
+def gather_rows(tree: Any) -> Any:
+    """Every leaf as a whole host array (``np.ndarray``), gathering the rows that other devices
+    or hosts hold (``process_allgather`` across hosts): for the host-side steps after a
+    data-parallel computation, such as writing a table."""
+    def one(a):
+        if isinstance(a, jax.Array) and not a.is_fully_addressable:
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+        return np.asarray(a)
+    return jax.tree.map(one, tree)
 
 
 def _rows(source, idx):
@@ -96,7 +195,7 @@ def explain_dataset(explain: Callable, params, source: Any, out: str, *, batch_s
     sharding = NamedSharding(mesh, P("data"))
     replicated = NamedSharding(mesh, P())
     params = jax.device_put(params, replicated)
-    run = jax.jit(explain, out_shardings=sharding)
+    run = jax.jit(per_device(explain, mesh), out_shardings=sharding)   # per-device scans
 
     def host_rows(s):
         idx = np.arange(s * batch_size + host * per_host, s * batch_size + (host + 1) * per_host)

@@ -113,7 +113,13 @@ def test_vmap_params_sharding_grad(name, kwargs, data):
     xs = jax.device_put(x8, NamedSharding(mesh, P("data")))
     ys = jax.device_put(y8, NamedSharding(mesh, P("data")))
     sharded = jax.jit(lambda p, a, b: call(e, name, p, a, b))(params, xs, ys)
-    np.testing.assert_allclose(sharded, call(e, name, params, x8, y8), rtol=1e-5, atol=1e-6)
+    single = call(e, name, params, x8, y8)
+    np.testing.assert_allclose(sharded, single, rtol=1e-5, atol=1e-6)
+    # ... and so does per-device code (shard_map: one row per device, the key replicated)
+    local = jax.jit(xjax.runs.per_device(lambda p, a, b: call(e, name, p, a, b), mesh))(
+        params, xs, ys)
+    assert local.sharding.spec[0] == "data"
+    np.testing.assert_allclose(local, single, rtol=1e-5, atol=1e-6)
     # 7. gradients w.r.t. params are finite (harmonization trains through explainers)
     g = jax.jit(jax.grad(lambda p: call(e, name, p, x, y).sum()))(params)
     leaves = jax.tree.leaves(g)

@@ -126,17 +126,28 @@ def train_folds(train: Callable, model_fn: ModelFn, x, y, *, k: int = 4,
 def explain_folds(models: FoldModels, model_fn: ModelFn, explainer: Explainer, *,
                   key: jax.Array | None = None) -> MegeReco:
     """Explain every input with all k models at once (``vmap`` over the stacked parameters) and
-    score with :func:`mege_reco`."""
-    xj, yj = jnp.asarray(models.x), jnp.asarray(models.y, jnp.int32)
+    score with :func:`mege_reco`. Inputs placed on a mesh (``models._replace(x=shard_rows(x),
+    y=..., params=replicate(params))``, :mod:`xjax.runs`) keep their sharding: the explanation
+    then runs data parallel."""
+    from xjax.runs import per_device
 
-    @jax.jit
-    def run(stacked):
+    xj, yj = jnp.asarray(models.x), jnp.asarray(models.y).astype(jnp.int32)
+
+    def explain_all(stacked, xs, ys):
         def one(p):
-            preds = jnp.argmax(model_fn(p, xj), -1).astype(jnp.int32)
-            return explainer(p, xj, yj, key=key), preds
+            preds = jnp.argmax(model_fn(p, xs), -1).astype(jnp.int32)
+            return explainer(p, xs, ys, key=key), preds
         return jax.vmap(one)(stacked)
 
-    maps, preds = run(models.params)
+    sharded = isinstance(xj.sharding, jax.sharding.NamedSharding) and len(
+        xj.sharding.device_set) > 1
+    run = jax.jit(per_device(explain_all, xj.sharding.mesh, out_axis=1) if sharded
+                  else explain_all)
+    maps, preds = run(models.params, xj, yj)
+    if sharded:   # score on one device: the pairwise statistics need every row anyway
+        from xjax.runs import gather_rows
+
+        maps, preds, yj = gather_rows((maps, preds, yj))
     return mege_reco(maps, preds, yj, jnp.asarray(models.folds, jnp.int32))
 
 
