@@ -72,11 +72,12 @@ def test_train_harmonize_writes_metrics_and_resumes(tmp_path, capsys):
 
     out = str(tmp_path / "h")
     args = ["train", "harmonize", "--lambda", "5", "--epochs", "1", "--n-train", "128",
-            "--out", out]
+            "--n-test", "256", "--gradient", "absolute", "--out", out]
     assert cli.main(args) == 0
     with open(os.path.join(out, "metrics.json")) as f:
         first = json.load(f)
     assert first["lambda"] == 5.0 and 0.0 <= first["accuracy"] <= 1.0
+    assert first["decoy"] == "swatch" and first["gradient"] == "absolute"
     assert len(first["history"]) == 1
     # a second run finds the finished checkpoint: no epoch is trained again, same result
     assert cli.main(args) == 0

@@ -153,17 +153,29 @@ def _train(args, parser) -> int:
 
     if args.epochs < 1 or args.n_train < 64:
         parser.error("--epochs must be >= 1 and --n-train >= 64")
+    if args.n_test is not None and args.n_test < 1:
+        parser.error("--n-test must be >= 1")
     source = args.source_dir or xjax.data.FASHION_MNIST_DIR
     x, y = xjax.data.fashion_mnist_arrays("train", source_dir=source)
     xt, yt = xjax.data.fashion_mnist_arrays("test", source_dir=source)
-    x_tr, y_tr, _ = xjax.data.decoy_patch(x, y, correlation=0.95, seed=0)
-    x_te, y_te, corner = xjax.data.decoy_patch(xt, yt, correlation=0.5, seed=1)
+    if args.decoy == "corner":
+        x_tr, y_tr, _ = xjax.data.decoy_patch(x, y, correlation=0.95, seed=0)
+        x_te, y_te, decoy = xjax.data.decoy_patch(xt, yt, correlation=0.5, seed=1)
+        kw = {"num_classes": 2, "corners": "top"}
+    else:
+        x_tr, y_tr = xjax.data.decoy_swatch(x, y, correlation=1.0, seed=0)[0], y
+        x_te, decoy, _ = xjax.data.decoy_swatch(xt, yt, correlation=0.0, seed=1)
+        y_te = yt
+        kw = {"num_classes": 10, "corners": "all"}
     out = xjax.harmonization.harmonize_decoy(
-        x_tr[:args.n_train], y_tr[:args.n_train], x_te, y_te, corner,
+        x_tr[:args.n_train], y_tr[:args.n_train], x_te[:args.n_test], y_te[:args.n_test],
+        decoy[:args.n_test],
         lambda_harmonization=args.lam, seed=args.seed, epochs=args.epochs, progress=True,
-        checkpoint_dir=os.path.abspath(os.path.join(args.out, "checkpoints")))
+        gradient=args.gradient,
+        checkpoint_dir=os.path.abspath(os.path.join(args.out, "checkpoints")), **kw)
     metrics = {k: v for k, v in out.items() if k not in ("params",)}
-    metrics.update({"lambda": args.lam, "seed": args.seed, "n_train": args.n_train})
+    metrics.update({"lambda": args.lam, "seed": args.seed, "n_train": args.n_train,
+                    "decoy": args.decoy, "gradient": args.gradient})
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1, default=float)
@@ -247,11 +259,19 @@ def main(argv: list[str] | None = None) -> int:
                          "every device and host, writing resumable shard files to --out")
     tr = sub.add_parser("train", help="train a model (harmonize: the decoy Fashion-MNIST run)")
     tr.add_argument("task", choices=["harmonize"],
-                    help="harmonize: small_cnn on decoy-patch Fashion-MNIST with garment maps")
+                    help="harmonize: small_cnn on decoy Fashion-MNIST with garment maps")
     tr.add_argument("--lambda", dest="lam", type=float, default=1.0,
                     help="weight of the harmonization term (0: plain training)")
     tr.add_argument("--epochs", type=int, default=3)
-    tr.add_argument("--n-train", type=int, default=12000, help="training images (two classes)")
+    tr.add_argument("--n-train", type=int, default=12000, help="training images")
+    tr.add_argument("--n-test", type=int, default=None,
+                    help="decoy-randomized test images scored (default: the whole test split)")
+    tr.add_argument("--decoy", choices=["corner", "swatch"], default="swatch",
+                    help="swatch: 10 classes, a gray corner swatch whose shade encodes the label "
+                         "(decoy_swatch); corner: Pullover/Coat with a white corner patch "
+                         "(decoy_patch)")
+    tr.add_argument("--gradient", choices=["signed", "absolute"], default="signed",
+                    help="signed: the reference loss; absolute: xjax's variant on |gradient|")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--source-dir", default=None,
                     help="directory of the Fashion-MNIST IDX files (default: Debian's)")

@@ -101,14 +101,18 @@ def test_harmonization_quick(tmp_path):
     import harmonization
 
     rows = harmonization.main(["--quick", "--out", str(tmp_path)]).rows
-    assert set(rows) == {"lambda=0/seed=0", "lambda=10/seed=0", "abs lambda=10/seed=0"}
+    assert set(rows) == {"lambda=0/seed=0", "lambda=10/seed=0", "abs lambda=10/seed=0",
+                         "swatch/lambda=0/seed=0", "swatch/abs lambda=10/seed=0"}
     plain, harm = rows["lambda=0/seed=0"], rows["abs lambda=10/seed=0"]
     # even one short epoch moves |saliency| onto the garment maps (the absolute variant; the
     # full run shows the reference loss does it for the signed positive part only)
     assert harm["alignment_spearman"] > plain["alignment_spearman"] + 0.3
     for row in rows.values():
         assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["decoy_agreement"] <= 1.0
+    swatch = rows["swatch/abs lambda=10/seed=0"]
+    assert swatch["alignment_spearman"] > rows["swatch/lambda=0/seed=0"]["alignment_spearman"] + 0.3
     assert "± " in (tmp_path / "harmonization_quick.md").read_text()
+    assert (tmp_path / "harmonization_quick_swatch.png").exists()
 
 
 @pytest.mark.skipif(not FASHION_MNIST_PRESENT, reason="Fashion-MNIST not installed "

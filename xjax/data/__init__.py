@@ -8,6 +8,7 @@ from xjax.data._clickme import parse_example as parse_example
 from xjax.data._clickme import read_tfrecord as read_tfrecord
 from xjax.data._clickme import write_tfrecord as write_tfrecord
 from xjax.data._decoy import decoy_patch as decoy_patch
+from xjax.data._decoy import decoy_swatch as decoy_swatch
 from xjax.data._fashion_mnist import FASHION_MNIST_DIR as FASHION_MNIST_DIR
 from xjax.data._fashion_mnist import fashion_mnist as fashion_mnist
 from xjax.data._fashion_mnist import fashion_mnist_arrays as fashion_mnist_arrays
@@ -26,6 +27,7 @@ __all__ = [
     "clickme",
     "clickme_preprocess",
     "decoy_patch",
+    "decoy_swatch",
     "encode_example",
     "fashion_mnist",
     "fashion_mnist_arrays",

@@ -17,6 +17,7 @@ from xjax.models._efficientnet import imagenet_class_names as imagenet_class_nam
 from xjax.models._precision import with_precision as with_precision
 from xjax.models._resnet import resnet18 as resnet18
 from xjax.models._resnet import resnet50 as resnet50
+from xjax.models._small_cnn import FASHION_MNIST_CLASSES as FASHION_MNIST_CLASSES
 from xjax.models._small_cnn import small_cnn as small_cnn
 from xjax.models._torch_reader import UnreadableCheckpointError as UnreadableCheckpointError
 from xjax.models._torch_reader import UnsafeCheckpointError as UnsafeCheckpointError
@@ -28,6 +29,7 @@ from xjax.models._zoo import ZOO as ZOO
 from xjax.models._zoo import get_model as get_model
 
 __all__ = [
+    "FASHION_MNIST_CLASSES",
     "UnreadableCheckpointError",
     "UnsafeCheckpointError",
     "efficientnet_lite0",
