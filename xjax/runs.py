@@ -5,21 +5,23 @@ incremental and resumable output.
 any object with ``__len__`` and ``__getitems__``, or arrays) in global batches. Each batch is
 split over the mesh's ``"data"`` axis (``NamedSharding``), and the explainer runs as
 per-device code (:func:`per_device`, ``shard_map``): every device explains only its share, in
-one jitted computation compiled once, with no communication.
-
-For arrays already in memory (an evaluation set), :func:`shard_rows` places them over the
-devices, :func:`replicate` copies parameters to all of them and :func:`per_device` wraps any
-explainer or metric; the experiments use these three. The next batch is read on a background thread
-(prefetch) while the current one runs. Each host writes its rows of each step to its own file,
-``<out>/maps-h<host>-s<step>.npz`` (written to a temporary name then renamed, so a file either
-exists whole or not at all); a run started again skips the steps whose files exist, so a crash
-loses at most the steps in flight and nothing is written twice. ``load_maps`` reassembles the
-rows in dataset order and checks that none is missing or repeated.
+one jitted computation compiled once, with no communication. The next batch is read on a
+background thread (prefetch) while the current one runs. Each host writes its rows of each
+step to its own file, ``<out>/maps-h<host>-s<step>.npz`` (written to a temporary name then
+renamed, so a file either exists whole or not at all); a run started again skips the steps
+whose files exist, so a crash loses at most the steps in flight and nothing is written twice.
+``load_maps`` reassembles the rows in dataset order and checks that none is missing or
+repeated.
 
 Multi-host: call :func:`initialize` first on every host. With the standard cluster environment
 (SLURM, Open MPI, a Cloud TPU slice, or ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` /
 ``JAX_PROCESS_ID``) it runs ``jax.distributed.initialize()``; the mesh then spans every host's
 devices and each host reads only its rows of every global batch.
+
+For arrays already in memory (an evaluation set), :func:`shard_rows` places them over the
+devices, :func:`replicate` copies parameters to all of them, :func:`per_device` wraps any
+explainer or metric and :func:`gather_rows` brings per-row results back to the host; the
+experiments use these.
 """
 
 import glob
@@ -34,7 +36,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-__all__ = ["data_mesh", "explain_dataset", "initialize", "gather_rows", "load_maps", "per_device",
+__all__ = ["data_mesh", "explain_dataset", "gather_rows", "initialize", "load_maps", "per_device",
            "replicate", "shard_rows"]
 
 _CLUSTER_VARS = ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE",
@@ -57,12 +59,11 @@ def data_mesh(devices=None) -> Mesh:
 
 def shard_rows(*arrays: np.ndarray, mesh: Mesh | None = None):
     """Place arrays that every host holds whole on the mesh, their first axis split over its
-    ``"data"`` axis (``NamedSharding``): a jitted explainer, metric or model call given them then
-    runs data parallel on every device, one share each, with no code change (the explainer
-    contract guarantees the result equals the single-device one). Experiments use it for their
-    evaluation sets. An array whose length is not a multiple of the device count is replicated
-    instead (every device computes it whole: correct, not parallel). Works across hosts: each
-    process contributes the shards its devices hold (``jax.make_array_from_callback``).
+    ``"data"`` axis (``NamedSharding``). A model call jitted on them runs data parallel as is;
+    an explainer or metric needs :func:`per_device` as well (see there). An array whose length
+    is not a multiple of the device count is replicated instead (correct, not parallel). Works
+    across hosts: each process contributes the shards its devices hold
+    (``jax.make_array_from_callback``).
 
     Args:
       *arrays: host arrays with a common leading axis (``np.ndarray`` or anything ``np.asarray``
@@ -117,20 +118,17 @@ def per_device(fn: Callable, mesh: Mesh | None = None, *, out_axis: int = 0) -> 
         m = data_mesh() if mesh is None else mesh
         ndev = m.devices.size
         n = rows[0].shape[0]
-        kw = {} if key is None else {"key": key}
+        def call(p, k, *r):
+            return fn(p, *r) if k is None else fn(p, *r, key=k)
+
         if ndev == 1 or n % ndev:
-            return fn(params, *rows, **kw)
+            return call(params, key, *rows)
         axis = m.axis_names[0]
         # no collectives inside: each device's scans run on its rows alone, so the check of
         # varying-vs-replicated scan carries (initialized replicated, updated per device) is off
-        out_spec = P(*([None] * out_axis), axis)
-        if key is None:
-            return jax.shard_map(lambda p, *r: fn(p, *r), mesh=m,
-                                 in_specs=(P(),) + (P(axis),) * len(rows),
-                                 out_specs=out_spec, check_vma=False)(params, *rows)
-        return jax.shard_map(lambda p, k, *r: fn(p, *r, key=k), mesh=m,
-                             in_specs=(P(), P()) + (P(axis),) * len(rows),
-                             out_specs=out_spec, check_vma=False)(params, key, *rows)
+        return jax.shard_map(call, mesh=m, in_specs=(P(), P()) + (P(axis),) * len(rows),
+                             out_specs=P(*([None] * out_axis), axis),
+                             check_vma=False)(params, key, *rows)
 
     return run
 
@@ -193,8 +191,7 @@ def explain_dataset(explain: Callable, params, source: Any, out: str, *, batch_s
     path = lambda s: os.path.join(out, f"maps-h{host:03d}-s{s:06d}.npz")
     todo = [s for s in range(steps) if not os.path.exists(path(s))]
     sharding = NamedSharding(mesh, P("data"))
-    replicated = NamedSharding(mesh, P())
-    params = jax.device_put(params, replicated)
+    params = replicate(params, mesh)
     run = jax.jit(per_device(explain, mesh), out_shardings=sharding)   # per-device scans
 
     def host_rows(s):

@@ -71,10 +71,11 @@ def harmonize_decoy(x_train, y_train, x_test, y_test, decoy_test, *, lambda_harm
                        checkpoint_dir=checkpoint_dir, progress=progress, where="harmonize")
     params = state.params
     xt = shard_rows(x_test, mesh=mesh)   # on the devices the parameters were trained on
-    preds = np.asarray(jax.jit(lambda p, a: jnp.argmax(model.model_fn(p, a), -1))(params, xt))
-    sal = jax.jit(per_device(saliency(model.model_fn, batch_size=256), mesh))(
-        params, xt, shard_rows(np.asarray(preds, np.int32), mesh=mesh))
-    al = alignment(gather_rows(sal), garment_maps(x_test, corners=corners))
+    preds = jax.jit(lambda p, a: jnp.argmax(model.model_fn(p, a), -1).astype(jnp.int32))(
+        params, xt)                                       # sharded like xt
+    sal = jax.jit(per_device(saliency(model.model_fn, batch_size=256), mesh))(params, xt, preds)
+    preds, sal = gather_rows((preds, sal))
+    al = alignment(sal, garment_maps(x_test, corners=corners))
     return {"accuracy": float(np.mean(preds == y_test)),
             "decoy_agreement": float(np.mean(preds == decoy_test)),
             "alignment_spearman": float(jnp.mean(al.spearman)),

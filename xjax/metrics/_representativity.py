@@ -9,6 +9,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from xjax.metrics._common import spatial, spearman
+from xjax.runs import gather_rows, per_device
 from xjax.typing import Explainer, ModelFn
 
 __all__ = ["FoldModels", "MegeReco", "explain_folds", "mege_reco", "mege_reco_protocol",
@@ -129,8 +130,6 @@ def explain_folds(models: FoldModels, model_fn: ModelFn, explainer: Explainer, *
     score with :func:`mege_reco`. Inputs placed on a mesh (``models._replace(x=shard_rows(x),
     y=..., params=replicate(params))``, :mod:`xjax.runs`) keep their sharding: the explanation
     then runs data parallel."""
-    from xjax.runs import per_device
-
     xj, yj = jnp.asarray(models.x), jnp.asarray(models.y).astype(jnp.int32)
 
     def explain_all(stacked, xs, ys):
@@ -145,8 +144,6 @@ def explain_folds(models: FoldModels, model_fn: ModelFn, explainer: Explainer, *
                   else explain_all)
     maps, preds = run(models.params, xj, yj)
     if sharded:   # score on one device: the pairwise statistics need every row anyway
-        from xjax.runs import gather_rows
-
         maps, preds, yj = gather_rows((maps, preds, yj))
     return mege_reco(maps, preds, yj, jnp.asarray(models.folds, jnp.int32))
 
