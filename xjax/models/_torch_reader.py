@@ -9,10 +9,14 @@ Two on-disk formats exist:
 * the *zip* format (the default since 1.6): an archive holding ``<name>/data.pkl`` and one raw
   file per storage under ``<name>/data/<key>``.
 
-In both, a tensor is rebuilt from ``(storage, offset, size, stride)``. The unpickler resolves only
-the handful of globals a state dict needs (tensor and parameter rebuilders, storage types,
-``OrderedDict``), so a hostile file cannot run code: any other global raises
-:class:`UnsafeCheckpointError`.
+In both, a tensor is rebuilt from ``(storage, offset, size, stride)``. Every pickle of either
+format goes through one restricted unpickler: the legacy header pickles may hold plain data only,
+and the main object resolves only the handful of globals a state dict needs (tensor and parameter
+rebuilders, storage types, ``OrderedDict``), so a hostile file cannot run code: any other global
+raises :class:`UnsafeCheckpointError`. Tensor metadata is checked before any view is taken
+(non-negative offset, sizes and strides; every element inside its storage; storage lengths equal
+to their records; known storage types), and any other defect of the file raises
+:class:`UnreadableCheckpointError`, never a crash or an unnamed exception.
 """
 
 import collections
@@ -52,38 +56,85 @@ class UnsafeCheckpointError(UnreadableCheckpointError):
     """The checkpoint asks for a Python global outside the allowed set."""
 
 
-class _StorageType:
+class _Frozen:
+    """Objects the unpickler hands to a file: a BUILD opcode may not rewrite their fields."""
+
+    __slots__ = ()
+
+    def __setstate__(self, state):
+        raise UnreadableCheckpointError(f"the file tries to set the state of a {type(self).__name__}")
+
+
+class _StorageType(_Frozen):
+    __slots__ = ("name", "dtype")
+
     def __init__(self, name: str):
         self.name = name
         self.dtype = _STORAGE_DTYPES[name]
 
 
-class _LazyStorage:
+class _LazyStorage(_Frozen):
     """A storage known by key; its bytes are attached once they are read."""
 
-    def __init__(self, key: str, dtype: np.dtype):
-        self.key = key
-        self.dtype = dtype
+    __slots__ = ("key", "dtype", "numel", "data")
+
+    def __init__(self, key: str, dtype: np.dtype, numel: int):
+        self.key, self.dtype, self.numel = key, dtype, numel
         self.data: np.ndarray | None = None
 
+    def attach(self, raw: bytes) -> None:
+        if len(raw) != self.numel * self.dtype.itemsize:
+            raise UnreadableCheckpointError(
+                f"storage {self.key!r} holds {len(raw)} bytes; its record says {self.numel} elements"
+                f" of {self.dtype.itemsize} bytes")
+        self.data = np.frombuffer(raw, dtype=self.dtype)
 
-class _TensorRef:
-    def __init__(self, storage: _LazyStorage, offset: int, size: tuple, stride: tuple):
-        self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _int_tuple(v, what: str) -> tuple[int, ...]:
+    if not (isinstance(v, (tuple, list)) and all(_is_int(n) and n >= 0 for n in v)):
+        raise UnreadableCheckpointError(f"tensor {what} must be non-negative integers, got {v!r}")
+    return tuple(v)
+
+
+class _TensorRef(_Frozen):
+    """A tensor's metadata, validated against its storage before any view is taken."""
+
+    __slots__ = ("storage", "offset", "size", "stride")
+
+    def __init__(self, storage, offset, size, stride):
+        if not isinstance(storage, _LazyStorage):
+            raise UnreadableCheckpointError(f"tensor storage must be a storage record, got {storage!r}")
+        if not (_is_int(offset) and offset >= 0):
+            raise UnreadableCheckpointError(
+                f"tensor storage offset must be a non-negative int, got {offset!r}")
+        size, stride = _int_tuple(size, "sizes"), _int_tuple(stride, "strides")
+        if len(size) != len(stride):
+            raise UnreadableCheckpointError(f"tensor has {len(size)} sizes but {len(stride)} strides")
+        numel = int(np.prod(size, dtype=object)) if size else 1
+        # The last element a view touches (none for an empty tensor); every element of the view
+        # must lie inside the storage, and a view never has more elements than its storage (a
+        # weights file holds no broadcast views, and this bounds what a file can make us allocate).
+        extent = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True)) + 1 if numel else offset
+        if extent > storage.numel or numel > storage.numel:
+            raise UnreadableCheckpointError(
+                f"tensor of size {size}, stride {stride} at offset {offset} does not fit in storage"
+                f" {storage.key!r} of {storage.numel} elements")
+        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
 
     def materialize(self) -> np.ndarray:
         data = self.storage.data
         if data is None:
             raise UnreadableCheckpointError(f"storage {self.storage.key!r} was never read")
-        itemsize = data.dtype.itemsize
         if not self.size:
             return data[self.offset].copy()
-        needed = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride, strict=True)) + 1
-        if min(self.size) > 0 and needed > data.size:
-            raise UnreadableCheckpointError(
-                f"tensor of size {self.size} runs past the end of storage {self.storage.key!r}")
+        itemsize = data.dtype.itemsize
         view = np.lib.stride_tricks.as_strided(
-            data[self.offset:], shape=self.size, strides=[s * itemsize for s in self.stride])
+            data[self.offset:], shape=self.size, strides=[s * itemsize for s in self.stride],
+            writeable=False)
         return np.ascontiguousarray(view)
 
 
@@ -94,6 +145,8 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
 
 def _rebuild_parameter(data, *unused):
     del unused  # requires_grad, backward hooks
+    if not isinstance(data, _TensorRef):
+        raise UnreadableCheckpointError(f"a parameter must wrap a tensor, got {type(data).__name__}")
     return data
 
 
@@ -106,28 +159,46 @@ _ALLOWED_GLOBALS = {
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file, storages: dict[str, _LazyStorage]):
+    """The only unpickler the reader uses, for every pickle of either format.
+
+    ``storages`` is ``None`` for the legacy format's header pickles (magic number, protocol,
+    system info, storage keys), which are plain data: there every global and persistent id is
+    refused. For the main object, only the globals a state dict needs resolve, and persistent ids
+    must be storage records.
+    """
+
+    def __init__(self, file, storages: dict[str, _LazyStorage] | None):
         super().__init__(file, encoding="utf-8")
         self._storages = storages
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED_GLOBALS:
-            return _ALLOWED_GLOBALS[(module, name)]
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(name)
+        if self._storages is not None:
+            if (module, name) in _ALLOWED_GLOBALS:
+                return _ALLOWED_GLOBALS[(module, name)]
+            if module == "torch" and name in _STORAGE_DTYPES:
+                return _StorageType(name)
         raise UnsafeCheckpointError(
             f"checkpoint refers to the global {module}.{name}, which a weights file does not need;"
             " refusing to load it")
 
     def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
+        if self._storages is None:
+            raise UnreadableCheckpointError("a persistent id outside the main object")
+        # zip: ('storage', type, key, location, numel); legacy adds view metadata, always None since
+        # torch 0.4 (a storage view would need offsets this reader does not apply).
+        if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"
+                and isinstance(pid[1], _StorageType) and isinstance(pid[2], str)
+                and _is_int(pid[4]) and pid[4] >= 0 and (len(pid) == 5 or pid[5] is None)):
             raise UnreadableCheckpointError(f"unsupported persistent id {pid!r}")
-        storage_type, key = pid[1], str(pid[2])
-        if not isinstance(storage_type, _StorageType):
-            raise UnreadableCheckpointError(f"unsupported storage type {storage_type!r}")
-        if key not in self._storages:
-            self._storages[key] = _LazyStorage(key, storage_type.dtype)
-        return self._storages[key]
+        _, storage_type, key, _, numel = pid[:5]
+        storage = self._storages.setdefault(key, _LazyStorage(key, storage_type.dtype, numel))
+        if storage.dtype != storage_type.dtype or storage.numel != numel:
+            raise UnreadableCheckpointError(f"storage {key!r} is declared twice with different types")
+        return storage
+
+
+def _unpickle(f, storages: dict[str, _LazyStorage] | None = None) -> Any:
+    return _RestrictedUnpickler(f, storages).load()
 
 
 def _materialize(obj):
@@ -142,26 +213,41 @@ def _materialize(obj):
 
 
 def _load_legacy(f) -> Any:
-    storages: dict[str, _LazyStorage] = {}
-    magic = pickle.load(f)
-    if magic != _LEGACY_MAGIC:
+    if _unpickle(f) != _LEGACY_MAGIC:
         raise UnreadableCheckpointError("not a PyTorch checkpoint (bad magic number)")
-    protocol = pickle.load(f)
+    protocol = _unpickle(f)
     if protocol != 1001:
-        raise UnreadableCheckpointError(f"unsupported legacy protocol version {protocol}")
-    sys_info = pickle.load(f)
-    if not sys_info.get("little_endian", True):
+        raise UnreadableCheckpointError(f"unsupported legacy protocol version {protocol!r}")
+    sys_info = _unpickle(f)
+    if not isinstance(sys_info, dict):
+        raise UnreadableCheckpointError("the system-info record is not a dict")
+    if sys_info.get("little_endian", True) is not True:
         raise UnreadableCheckpointError("big-endian checkpoints are not supported")
-    obj = _RestrictedUnpickler(f, storages).load()
-    keys = pickle.load(f)
+    storages: dict[str, _LazyStorage] = {}
+    obj = _unpickle(f, storages)
+    keys = _unpickle(f)
+    if not (isinstance(keys, list) and all(isinstance(k, str) for k in keys)
+            and sorted(keys) == sorted(storages)):
+        raise UnreadableCheckpointError("the storage-key list does not match the tensors' storages")
     for key in keys:
-        storage = storages[str(key)]
-        (count,) = struct.unpack("<q", f.read(8))
-        raw = f.read(count * storage.dtype.itemsize)
-        if len(raw) != count * storage.dtype.itemsize:
-            raise UnreadableCheckpointError(f"file ends inside storage {key!r}")
-        storage.data = np.frombuffer(raw, dtype=storage.dtype)
+        storage = storages[key]
+        header = f.read(8)
+        if len(header) != 8:
+            raise UnreadableCheckpointError(f"file ends before storage {key!r}")
+        (count,) = struct.unpack("<q", header)
+        if count != storage.numel:
+            raise UnreadableCheckpointError(
+                f"storage {key!r} records {count} elements; its tensors say {storage.numel}")
+        storage.attach(f.read(count * storage.dtype.itemsize))
     return _materialize(obj)
+
+
+def _read_stored(archive: zipfile.ZipFile, name: str) -> bytes:
+    info = archive.getinfo(name)
+    if info.compress_type != zipfile.ZIP_STORED:
+        # torch.save writes every record uncompressed; a compressed one could expand without bound.
+        raise UnreadableCheckpointError(f"record {name!r} is compressed, which torch.save never writes")
+    return archive.read(info)
 
 
 def _load_zip(path) -> Any:
@@ -172,12 +258,15 @@ def _load_zip(path) -> Any:
             raise UnreadableCheckpointError("zip checkpoint without a single data.pkl")
         prefix = pkl[0][: -len("data.pkl")]
         byteorder = prefix + "byteorder"
-        if byteorder in names and archive.read(byteorder).strip() != b"little":
+        if byteorder in names and _read_stored(archive, byteorder).strip() != b"little":
             raise UnreadableCheckpointError("big-endian checkpoints are not supported")
         storages: dict[str, _LazyStorage] = {}
-        obj = _RestrictedUnpickler(io.BytesIO(archive.read(pkl[0])), storages).load()
+        obj = _unpickle(io.BytesIO(_read_stored(archive, pkl[0])), storages)
         for key, storage in storages.items():
-            storage.data = np.frombuffer(archive.read(f"{prefix}data/{key}"), dtype=storage.dtype)
+            record = f"{prefix}data/{key}"
+            if record not in names:
+                raise UnreadableCheckpointError(f"storage record {record!r} is missing")
+            storage.attach(_read_stored(archive, record))
         return _materialize(obj)
 
 
@@ -204,17 +293,13 @@ def load_torch_checkpoint(path: str | os.PathLike) -> Any:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"path: no checkpoint file at {path!r}")
-    if zipfile.is_zipfile(path):
-        try:
+    try:
+        if zipfile.is_zipfile(path):
             return _load_zip(path)
-        except (KeyError, zipfile.BadZipFile, pickle.UnpicklingError, EOFError) as e:
-            raise UnreadableCheckpointError(f"path: cannot read zip checkpoint {path!r}: {e}") from e
-    with open(path, "rb") as f:
-        try:
+        with open(path, "rb") as f:
             return _load_legacy(f)
-        except (pickle.UnpicklingError, EOFError, KeyError, struct.error, AttributeError,
-                TypeError, IndexError, ValueError) as e:
-            if isinstance(e, UnreadableCheckpointError):
-                raise
-            raise UnreadableCheckpointError(
-                f"path: {path!r} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
+    except UnreadableCheckpointError as e:
+        raise type(e)(f"path: {path!r}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - any failure to parse a file is the file's, and is named
+        raise UnreadableCheckpointError(
+            f"path: {path!r} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
