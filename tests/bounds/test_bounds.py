@@ -250,15 +250,3 @@ def test_primitive_rules_are_sound(name):
     for method in ("ibp", "crown"):
         iv = B.bounds(model_fn, method=method)(None, lower, upper)
         _assert_sound(model_fn, None, lower, upper, iv, jax.random.key(3))
-
-
-def test_named_factories_equal_bounds():
-    model_fn, params = _random_net(2, 1, 2, "relu", False, "none")
-    x = jax.random.uniform(jax.random.key(9), (1, 8, 8, 2))
-    for name in ("ibp", "crown", "crown_ibp"):
-        a = getattr(B, name)(model_fn)(params, x - 0.01, x + 0.01)
-        b = B.bounds(model_fn, method=name)(params, x - 0.01, x + 0.01)
-        np.testing.assert_array_equal(a.lower, b.lower)
-    iv = B.ibp(model_fn)(params, x - 0.01, x + 0.01)
-    leaves = jax.tree.leaves(iv)                      # a pytree of (lower, upper)
-    assert len(leaves) == 2 and iv.lower.shape == (1, 3)

@@ -18,6 +18,7 @@ from jax import lax
 from jax.extend import core as jcore
 from jaxtyping import Array, Float
 
+from xjax._internal.jaxpr import bind, call_body
 from xjax.attributions._common import (
     check_batch_size,
     check_inputs,
@@ -79,25 +80,10 @@ def _eval(jaxpr, consts, args, rect):
             other = invals[1] if zero(eqn.invars[0]) else invals[0]
             shape = eqn.outvars[0].aval.shape
             outs = [rect(jnp.broadcast_to(other, shape))]
-        elif prim.name in ("custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr"):
-            closed = params.get("call_jaxpr", params.get("fun_jaxpr"))
-            outs = _eval(closed.jaxpr, closed.consts, invals, rect)
-        elif prim.name in ("pjit", "jit", "closed_call", "core_call", "remat", "checkpoint") and \
-                isinstance(params.get("jaxpr", params.get("call_jaxpr")), (jcore.ClosedJaxpr,
-                                                                           jcore.Jaxpr)):
-            sub = params.get("jaxpr", params.get("call_jaxpr"))
-            if isinstance(sub, jcore.ClosedJaxpr):
-                outs = _eval(sub.jaxpr, sub.consts, invals, rect)
-            else:
-                outs = _eval(sub, [], invals, rect)
+        elif (body := call_body(prim, params)) is not None:
+            outs = _eval(body.jaxpr, body.consts, invals, rect)
         else:
-            bind_params = prim.get_bind_params(params)
-            subfuns = []
-            if isinstance(bind_params, tuple):  # older JAX: (subfuns, params)
-                subfuns, bind_params = bind_params
-            outs = prim.bind(*subfuns, *invals, **bind_params)
-            if not prim.multiple_results:
-                outs = [outs]
+            outs = bind(prim, params, invals)
             if prim.name in _ZERO_PRESERVING and eqn.invars and zero(eqn.invars[0]):
                 zeros.update(eqn.outvars)
         for v, val in zip(eqn.outvars, outs, strict=True):

@@ -1,8 +1,9 @@
 """Certified output bounds of a JAX function over an input box, by interpreting its jaxpr.
 
 The function is traced once (``jax.make_jaxpr``); sub-jaxprs (``jit``/``pjit``,
-``custom_jvp_call``, ``custom_vjp_call``, ``closed_call``, ``remat``) are inlined, so the
-interpreter sees primitives only. Every variable that depends on the input box is a node with an
+``custom_jvp_call``, ``custom_vjp_call``, ``closed_call``, ``checkpoint``) are inlined, so the
+interpreter sees primitives only (the binding and inlining are :mod:`xjax._internal.jaxpr`'s,
+shared with guided backprop). Every variable that depends on the input box is a node with an
 interval; everything else (the parameters, constants built inside the function) is evaluated
 concretely, so its values may be traced (the bound function is jit- and vmap-able).
 
@@ -24,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jcore
 from jaxtyping import Array, Float
+
+from xjax._internal.jaxpr import bind, call_body
 
 __all__ = ["Interval", "alpha_crown", "bounds", "crown", "crown_ibp", "ibp", "lipschitz",
            "supported_primitives"]
@@ -52,12 +55,9 @@ class _Eqn(NamedTuple):
     outputs: list         # _Node
 
 
-_CALLS = {"pjit", "jit", "closed_call", "core_call", "remat", "checkpoint", "custom_jvp_call",
-          "custom_vjp_call", "custom_vjp_call_jaxpr", "custom_lin"}
-
 # monotone non-decreasing in every box-dependent input (constants as they are)
-_INCREASING = {"reshape", "transpose", "broadcast_in_dim", "squeeze", "expand_dims",
-               "concatenate", "slice", "pad", "convert_element_type", "copy", "copy_p",
+_INCREASING = {"reshape", "transpose", "broadcast_in_dim", "squeeze",
+               "concatenate", "slice", "pad", "convert_element_type", "copy",
                "reduce_sum", "reduce_max", "reduce_min", "max", "min", "exp", "exp2", "log",
                "log1p", "tanh", "logistic", "sqrt", "cbrt", "erf", "sort", "clamp", "add",
                "stop_gradient", "reduce_window_sum", "reduce_window_max", "reduce_window_min",
@@ -68,32 +68,30 @@ _INCREASING = {"reshape", "transpose", "broadcast_in_dim", "squeeze", "expand_di
 _DECREASING = {"erfc", "acos"}
 # affine in the box-dependent inputs when the conditions of _is_affine hold
 _AFFINE = {"add", "sub", "neg", "mul", "dot_general", "conv_general_dilated", "div",
-           "reduce_sum", "reshape", "transpose", "broadcast_in_dim", "squeeze", "expand_dims",
-           "concatenate", "slice", "pad", "convert_element_type", "copy", "copy_p",
+           "reduce_sum", "reshape", "transpose", "broadcast_in_dim", "squeeze",
+           "concatenate", "slice", "pad", "convert_element_type", "copy",
            "reduce_window_sum", "select_n", "dynamic_slice", "gather", "rev", "cumsum",
-           "stop_gradient", "reduce_precision", "stack", "split"}
+           "stack", "split"}
+# the identity on values, whatever their derivative says (stop_gradient's vjp is 0): CROWN passes
+# output coefficients to the corresponding inputs unchanged
+_IDENTITY = {"stop_gradient", "optimization_barrier"}
 
 
 def supported_primitives() -> tuple[str, ...]:
     """Names of the primitives with an interval rule (CROWN: affine ones exactly, ``max``/``min``
     against a constant relaxed, the others concretized)."""
-    return tuple(sorted(_INCREASING | _AFFINE | _DECREASING | {"sub", "neg", "mul", "div", "integer_pow",
-                                                  "square", "abs", "rsqrt", "dot_general",
-                                                  "conv_general_dilated"}))
+    return tuple(sorted(_INCREASING | _AFFINE | _DECREASING | _IDENTITY | {
+        "sub", "neg", "mul", "div", "integer_pow", "square", "abs", "rsqrt", "dot_general",
+        "conv_general_dilated"}))
 
 
 def _is_node(v) -> bool:
     return isinstance(v, _Node)
 
 
-def _bind(prim, params, args):
-    out = prim.bind(*args, **params)
-    return list(out) if prim.multiple_results else [out]
-
-
 def _increasing(prim, params, inputs):
-    los = _bind(prim, params, [v.lo if _is_node(v) else v for v in inputs])
-    his = _bind(prim, params, [v.hi if _is_node(v) else v for v in inputs])
+    los = bind(prim, params, [v.lo if _is_node(v) else v for v in inputs])
+    his = bind(prim, params, [v.hi if _is_node(v) else v for v in inputs])
     return list(zip(los, his, strict=True))
 
 
@@ -103,8 +101,8 @@ def _center_radius(prim, params, inputs, var):
     mid, rad = (node.lo + node.hi) / 2.0, (node.hi - node.lo) / 2.0
     args_mid = [mid if i == var else v for i, v in enumerate(inputs)]
     args_rad = [rad if i == var else jnp.abs(v) for i, v in enumerate(inputs)]
-    m = _bind(prim, params, args_mid)[0]
-    r = _bind(prim, params, args_rad)[0]
+    m = bind(prim, params, args_mid)[0]
+    r = bind(prim, params, args_rad)[0]
     return [(m - r, m + r)]
 
 
@@ -120,6 +118,37 @@ def _square(x):
     a, b = x.lo * x.lo, x.hi * x.hi
     straddle = (x.lo < 0) & (x.hi > 0)
     return jnp.where(straddle, 0.0, jnp.minimum(a, b)).astype(x.lo.dtype), jnp.maximum(a, b)
+
+
+def _power(x, y: int):
+    """Bounds of ``x ** y`` for an integer ``y``.
+
+    ``y >= 0``: odd powers are increasing; even powers decrease then increase (minimum 0 when the
+    box straddles 0). ``y < 0``: ``x ** y = 1 / x ** |y|`` is monotone on a box of constant sign
+    (decreasing for x > 0; for x < 0 decreasing when y is odd, increasing when y is even), and
+    unbounded on a box that contains the pole at 0: ``(-inf, inf)`` for odd y, and
+    ``[min(lo ** y, hi ** y), inf)`` for even y (positive everywhere).
+    """
+    lo, hi = x.lo, x.hi
+    p = lambda v: jax.lax.integer_pow(v, y)
+    if y == 0:
+        return jnp.ones_like(lo), jnp.ones_like(hi)
+    if y > 0 and y % 2 == 1:
+        return p(lo), p(hi)
+    if y > 0:
+        a, b = jnp.abs(lo), jnp.abs(hi)
+        straddle = (lo < 0) & (hi > 0)
+        return jnp.where(straddle, jnp.zeros_like(lo), p(jnp.minimum(a, b))), p(jnp.maximum(a, b))
+    pole = (lo <= 0) & (hi >= 0)
+    if y % 2 == 1:                       # odd negative: decreasing on each side of the pole
+        # the where keeps the pole's 1/0 out of values and gradients
+        lo_s, hi_s = (jnp.where(pole, 1.0, v).astype(v.dtype) for v in (lo, hi))
+        return jnp.where(pole, -jnp.inf, p(hi_s)), jnp.where(pole, jnp.inf, p(lo_s))
+    # even negative: |x| ** y, decreasing in |x|, which spans [near, far] on the box
+    a, b = jnp.abs(lo), jnp.abs(hi)
+    near, far = jnp.where(pole, jnp.zeros_like(a), jnp.minimum(a, b)), jnp.maximum(a, b)
+    inv = lambda v: jnp.where(v > 0, p(jnp.where(v > 0, v, 1.0).astype(v.dtype)), jnp.inf)
+    return inv(far), inv(near)
 
 
 def _ibp_rule(prim, params, inputs):
@@ -145,7 +174,7 @@ def _ibp_rule(prim, params, inputs):
             a, b = inputs
             ac, ar = (a.lo + a.hi) / 2.0, (a.hi - a.lo) / 2.0
             bc, br = (b.lo + b.hi) / 2.0, (b.hi - b.lo) / 2.0
-            dot = lambda u, v: _bind(prim, params, [u, v])[0]
+            dot = lambda u, v: bind(prim, params, [u, v])[0]
             m = dot(ac, bc)
             r = dot(jnp.abs(ac), br) + dot(ar, jnp.abs(bc)) + dot(ar, br)
             return [(m - r, m + r)]
@@ -155,23 +184,20 @@ def _ibp_rule(prim, params, inputs):
         a, b = inputs
         if not _is_node(b):
             mid, rad = (a.lo + a.hi) / 2.0, (a.hi - a.lo) / 2.0
-            m = _bind(prim, params, [mid, b])[0]
-            r = _bind(prim, params, [rad, jnp.abs(b)])[0]
+            m = bind(prim, params, [mid, b])[0]
+            r = bind(prim, params, [rad, jnp.abs(b)])[0]
             return [(m - r, m + r)]
-        b_lo, b_hi = b.lo, b.hi
-        pos = b_lo > 0
-        inv_lo = jnp.where(pos, 1.0 / b_hi, -jnp.inf)
-        inv_hi = jnp.where(pos, 1.0 / jnp.where(pos, b_lo, 1.0), jnp.inf)
+        # 1/b is decreasing on a box of constant sign and unbounded on one that touches 0
+        pos, neg = b.lo > 0, b.hi < 0
+        signed = pos | neg
+        safe_lo, safe_hi = jnp.where(signed, b.lo, 1.0), jnp.where(signed, b.hi, 1.0)
+        inv_lo = jnp.where(signed, 1.0 / safe_hi, -jnp.inf)
+        inv_hi = jnp.where(signed, 1.0 / safe_lo, jnp.inf)
         a_lo, a_hi = (a.lo, a.hi) if _is_node(a) else (a, a)
         lo, hi = _products(a_lo, a_hi, inv_lo, inv_hi)
-        return [(jnp.where(pos, lo, -jnp.inf), jnp.where(pos, hi, jnp.inf))]
+        return [(jnp.where(signed, lo, -jnp.inf), jnp.where(signed, hi, jnp.inf))]
     if name in ("integer_pow", "square"):
-        y = params.get("y", 2)
-        if y % 2 == 1:
-            return _increasing(prim, params, inputs)
-        if y == 2:
-            return [_square(inputs[0])]
-        raise NotImplementedError(f"xjax.bounds: integer_pow with y={y} has no rule")
+        return [_power(inputs[0], params.get("y", 2))]
     if name == "abs":
         x = inputs[0]
         straddle = (x.lo < 0) & (x.hi > 0)
@@ -191,7 +217,7 @@ def _ibp_rule(prim, params, inputs):
         return _increasing(prim, params, [x])
     if name in _DECREASING:
         x = inputs[0]
-        return [(_bind(prim, params, [x.hi])[0], _bind(prim, params, [x.lo])[0])]
+        return [(bind(prim, params, [x.hi])[0], bind(prim, params, [x.lo])[0])]
     if name == "sort" and len(inputs) != 1:
         raise NotImplementedError("xjax.bounds: sort with several operands (argsort) has no rule")
     if name in _INCREASING:
@@ -214,6 +240,14 @@ def _is_affine(prim, params, inputs) -> bool:
         return len(nodes) == 1
     if name == "div":
         return nodes == [0]
+    if name == "convert_element_type":
+        # a cast is affine only when it is exact (a widening float cast); a narrowing one rounds
+        # (bfloat16 compute), and CROWN then uses its interval, which rounding keeps sound
+        src, dst = inputs[0].lo.dtype, params["new_dtype"]
+        if not (jnp.issubdtype(src, jnp.floating) and jnp.issubdtype(dst, jnp.floating)):
+            return False
+        a, b = jnp.finfo(src), jnp.finfo(dst)
+        return b.nmant >= a.nmant and b.maxexp >= a.maxexp and b.minexp <= a.minexp
     if name in ("select_n", "dynamic_slice", "gather", "pad"):
         return not any(i in nodes for i in _control_operands(name, len(inputs)))
     return True
@@ -252,13 +286,9 @@ def _run(jaxpr, consts, args, tape: _Tape):
         inputs = [read(v) for v in eqn.invars]
         prim, params = eqn.primitive, eqn.params
         if not any(_is_node(v) for v in inputs):
-            outs = _bind(prim, params, inputs)
-        elif prim.name in _CALLS:
-            sub = params.get("jaxpr", params.get("call_jaxpr", params.get("fun_jaxpr")))
-            if sub is None:
-                raise NotImplementedError(f"xjax.bounds: cannot find the body of {prim.name}")
-            closed = sub if hasattr(sub, "consts") else jcore.ClosedJaxpr(sub, ())
-            outs = _run(closed.jaxpr, closed.consts, inputs, tape)
+            outs = bind(prim, params, inputs)
+        elif (body := call_body(prim, params)) is not None:
+            outs = _run(body.jaxpr, body.consts, inputs, tape)
         else:
             intervals = _ibp_rule(prim, params, inputs)
             # an undefined endpoint (inf - inf, 0 * inf in a bilinear form) means "unbounded"
@@ -344,12 +374,21 @@ def _backward(tape: _Tape, target: _Node, lam, bounds_of, x_node: _Node, x_lo, x
                 coef, const = lam_o * s, lam_o * c - _mul0(lam_o, s * c + t)
             bias = bias + _sum_tail(const, jnp.ones(()))
             _accumulate(coeffs, node, coef)
+        elif eqn.prim.name in _IDENTITY:
+            for v, lam_o in zip(eqn.inputs, outs, strict=True):
+                if lam_o is None:
+                    continue
+                if _is_node(v):
+                    _accumulate(coeffs, v, lam_o)
+                else:                         # a constant passed through: its exact value
+                    c = jnp.broadcast_to(jnp.asarray(v, f32), lam_o.shape[1:])[None]
+                    bias = bias + _sum_tail(lam_o, c)
         elif _is_affine(eqn.prim, eqn.params, eqn.inputs):
             def g(*vs, eqn=eqn, var=var):
                 args = list(eqn.inputs)
                 for i, v in zip(var, vs, strict=True):
                     args[i] = v
-                return tuple(_bind(eqn.prim, eqn.params, args))
+                return tuple(bind(eqn.prim, eqn.params, args))
 
             zeros = [jnp.zeros(eqn.inputs[i].shape, eqn.inputs[i].lo.dtype) for i in var]
             offsets, vjp = jax.vjp(g, *zeros)
