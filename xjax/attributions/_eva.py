@@ -42,14 +42,19 @@ def eva(model_fn: ModelFn, *, epsilon: float = 0.05, grid_size: int = 7, bound: 
        B_u = \{x' \in B : x'_u = x_u\}.
 
     All ``1 + grid_size^2`` boxes of every image are bounded in one jitted computation,
-    ``batch_size`` boxes per bound pass. With ``top_k_rivals`` only the k classes with the
-    highest logits at x get CROWN margin rows; the other rivals are bounded by IBP
-    (:math:`U[f_{c'}] - L[f_c]`), which stays sound.
+    ``batch_size`` boxes per bound pass, every bound by the same method. ``top_k_rivals = k``
+    bounds the margins of every rival on the whole ball B (in rows of k rivals), then each box
+    :math:`B_u` against the k rivals whose bounds on B are largest; the other rivals keep their
+    bound on B, which is sound on :math:`B_u \subset B`. So the overlap of B is exact (every
+    rival), the overlap of :math:`B_u` is exact whenever no left-out rival's bound on B exceeds
+    it, and otherwise an upper bound, which can only lower that cell's score. With k >= K - 1
+    (or None) every box gets every rival.
 
     ``empirical=True`` is the paper's scaling variant, **not certified**: ``nb_samples`` points
     drawn uniformly in each box are pushed through ``features_fn`` and their coordinatewise
     min/max is the box propagated through ``head_fn`` (an under-approximation of the reachable
-    set; needs ``key``).
+    set; needs ``key``); every rival, chosen or not, is bounded through ``head_fn`` on a sampled
+    feature box.
 
     Args:
       model_fn: ``(params, x) -> f32[B, K]`` logits, from primitives ``xjax.bounds`` supports.
@@ -59,8 +64,9 @@ def eva(model_fn: ModelFn, *, epsilon: float = 0.05, grid_size: int = 7, bound: 
       bound: ``"crown_ibp"`` (default: full ``"crown"`` bounds every pre-activation by a backward
         pass, quadratic in the width of the network), ``"crown"``, ``"alpha_crown"`` or ``"ibp"``.
       clip: valid input range intersected with the boxes (tighter, still sound), or None.
-      top_k_rivals: CROWN rows for the k strongest rivals only (9: every rival of a 10-class
-        model; ImageNet models get 9 CROWN rows instead of 999); None: every class.
+      top_k_rivals: rival rows per box (9: every rival of a 10-class model; an ImageNet model
+        gets 9 rows per frozen box, after 111 rows of 9 on the whole ball, instead of 999 per
+        box); None: every rival for every box.
       empirical, features_fn, head_fn, nb_samples: the non-certified variant.
       batch_size: most boxes per bound pass.
 
@@ -92,22 +98,22 @@ def eva(model_fn: ModelFn, *, epsilon: float = 0.05, grid_size: int = 7, bound: 
         verified = make_bounds(head_fn, method=bound)
     else:
         verified = make_bounds(model_fn, method=bound)
-    ibp = make_bounds(model_fn, method="ibp")
 
-    def overlap(params, xr, frozen, yr, rivals, key):
-        """Verified adversarial overlap of the boxes of a block of rows: ``f32[R]``
-        (``rivals: f32[R, S, K]``, one-hot rows of the classes bounded through the spec)."""
+    def margins(params, xr, frozen, yr, rivals, key):
+        """Upper bounds of the margins ``f_c' - f_c`` over the boxes of a block of rows against
+        their rival rows: ``f32[R, S]`` (``rivals: f32[R, S, K]`` one-hot; a row naming the own
+        class, used as padding, gives -inf; ``key``: one key per row, for ``empirical``)."""
         move = (1.0 - frozen)[..., None].astype(xr.dtype) * epsilon
         lo, hi = xr - move, xr + move
         if clip is not None:
             lo, hi = jnp.clip(lo, clip[0], clip[1]), jnp.clip(hi, clip[0], clip[1])
-        k = rivals.shape[-1]
-        onehot = jax.nn.one_hot(yr, k, dtype=jnp.float32)
+        onehot = jax.nn.one_hot(yr, rivals.shape[-1], dtype=jnp.float32)
         spec = rivals - onehot[:, None, :]                              # [R, S, K]
         is_self = jnp.sum(rivals * onehot[:, None, :], -1) > 0           # [R, S]
         if empirical:
             def body(carry, s):
-                u = jax.random.uniform(jax.random.fold_in(key, s), xr.shape, xr.dtype)
+                u = jax.vmap(lambda kr: jax.random.uniform(jax.random.fold_in(kr, s), xr.shape[1:],
+                                                           xr.dtype))(key)
                 a = features_fn(params, lo + u * (hi - lo))
                 return (jnp.minimum(carry[0], a), jnp.maximum(carry[1], a)), None
 
@@ -116,13 +122,7 @@ def eva(model_fn: ModelFn, *, epsilon: float = 0.05, grid_size: int = 7, bound: 
             iv = verified(params, f_lo, f_hi, spec=spec)
         else:
             iv = verified(params, lo, hi, spec=spec)
-        ao = jnp.max(jnp.where(is_self, -jnp.inf, iv.upper), axis=-1)
-        if rivals.shape[1] < k:
-            out = ibp(params, lo, hi)
-            chosen = jnp.sum(rivals, axis=1) > 0
-            rest = out.upper - jnp.sum(out.lower * onehot, -1, keepdims=True)
-            ao = jnp.maximum(ao, jnp.max(jnp.where(chosen | (onehot > 0), -jnp.inf, rest), -1))
-        return ao
+        return jnp.where(is_self, -jnp.inf, iv.upper)
 
     def explainer(params, x: Float[Array, "N H W C"], y, *, key=None) -> Float[Array, "N H W"]:
         check_inputs(x, y, name, model_fn, params)
@@ -131,30 +131,44 @@ def eva(model_fn: ModelFn, *, epsilon: float = 0.05, grid_size: int = 7, bound: 
         n, h, w = x.shape[:3]
         if grid_size > min(h, w):
             raise ValueError(f"{name}: grid_size={grid_size} is larger than the images ({h}, {w})")
+        n_cls = jax.eval_shape(lambda p, a: model_fn(p, a), params, x[:1]).shape[-1]
+        if n_cls < 2:
+            raise ValueError(f"{name}: the model must have at least 2 classes, got {n_cls}")
         cells = _cells(h, w, grid_size)
         g2 = grid_size * grid_size
-        # box 0 of every image: nothing frozen; box 1 + u: cell u frozen
-        frozen = jnp.concatenate([jnp.zeros((1, h, w), jnp.float32),
-                                  (cells[None] == jnp.arange(g2)[:, None, None])
-                                  .astype(jnp.float32)])                         # [1 + g2, H, W]
-        rows_x = jnp.repeat(x, 1 + g2, axis=0)
-        rows_y = jnp.repeat(jnp.asarray(y, jnp.int32), 1 + g2, axis=0)
-        rows_m = jnp.tile(frozen, (n, 1, 1))
-        # the rivals depend on the image only: chosen once per image, not once per box
-        n_cls = jax.eval_shape(lambda p, a: model_fn(p, a), params, x[:1]).shape[-1]
-        if top_k_rivals is None or top_k_rivals >= n_cls - 1:
-            rivals = jnp.broadcast_to(jnp.eye(n_cls, dtype=jnp.float32), (n, n_cls, n_cls))
+        y = jnp.asarray(y, jnp.int32)
+        k1, k2 = jax.random.split(jax.random.key(0) if key is None else key)
+        bound_rows = chunked(lambda a, m, b, r, k: margins(params, a, m, b, r, k), batch_size)
+
+        # Pass 1: the whole ball B of every image against every rival, s rival rows per box
+        # (the own class pads the last row).
+        others = n_cls - 1
+        s = others if top_k_rivals is None else min(top_k_rivals, others)
+        p = -(-others // s)
+        ids = jnp.arange(others)[None] + (jnp.arange(others)[None] >= y[:, None]).astype(jnp.int32)
+        ids = jnp.concatenate([ids, jnp.repeat(y[:, None], p * s - others, 1)], 1)   # [N, p s]
+        m_ball = bound_rows(jnp.repeat(x, p, axis=0), jnp.zeros((n * p, h, w), jnp.float32),
+                            jnp.repeat(y, p), jax.nn.one_hot(ids.reshape(n * p, s), n_cls,
+                                                              dtype=jnp.float32),
+                            jax.random.split(k1, n * p)).reshape(n, p * s)
+        ao_ball = jnp.max(m_ball, axis=-1)                                            # [N]
+
+        # Pass 2: every box B_u (cell u frozen) against the s rivals with the largest bounds on B.
+        # B_u is inside B, so the others' bounds on B stay sound on B_u: the overlap of B_u is
+        # the max of its own rows and the largest bound left out (-inf when none is).
+        if p == 1:
+            top, rest = ids, jnp.full((n,), -jnp.inf)
         else:
-            logits = chunked(lambda a: model_fn(params, a), batch_size)(x).astype(jnp.float32)
-            own = jax.nn.one_hot(jnp.asarray(y, jnp.int32), n_cls, dtype=jnp.bool_)
-            top = jax.lax.top_k(jnp.where(own, -jnp.inf, logits), top_k_rivals)[1]
-            rivals = jax.nn.one_hot(top, n_cls, dtype=jnp.float32)
-        rows_r = jnp.repeat(rivals, 1 + g2, axis=0)
-        k = jax.random.key(0) if key is None else key
-        ao = chunked(lambda a, m, b, r: overlap(params, a, m, b, r, k), batch_size)(
-            rows_x, rows_m, rows_y, rows_r)
-        ao = ao.reshape(n, 1 + g2)
-        scores = ao[:, :1] - ao[:, 1:]                                              # [N, g2]
+            best, order = jax.lax.top_k(m_ball, s + 1)
+            top, rest = jnp.take_along_axis(ids, order[:, :s], axis=1), best[:, s]
+        frozen = (cells[None] == jnp.arange(g2)[:, None, None]).astype(jnp.float32)  # [g2, H, W]
+        m_cells = bound_rows(jnp.repeat(x, g2, axis=0), jnp.tile(frozen, (n, 1, 1)),
+                             jnp.repeat(y, g2), jnp.repeat(jax.nn.one_hot(top, n_cls,
+                                                                          dtype=jnp.float32),
+                                                           g2, axis=0),
+                             jax.random.split(k2, n * g2))
+        ao_cells = jnp.maximum(jnp.max(m_cells, -1).reshape(n, g2), rest[:, None])  # [N, g2]
+        scores = ao_ball[:, None] - ao_cells
         return jnp.take_along_axis(scores, cells.reshape(1, -1).repeat(n, 0), axis=1
                                    ).reshape(n, h, w).astype(jnp.float32)
 
