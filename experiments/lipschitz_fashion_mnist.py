@@ -185,6 +185,7 @@ def main(argv=None):
                                   key=jax.random.key(8) if e in A.STOCHASTIC else None)
             results.add(f"{name}/mege:{e}", {
                 "mege": float(out.mege), "reco": float(out.reco),
+                "pairs_dropped": int(out.n_dropped),
                 "held_out_accuracy": float(np.mean(folds.held_out_accuracy))}, meta=meta)
 
     cmd = "python experiments/lipschitz_fashion_mnist.py" + (" --quick" if quick else "")

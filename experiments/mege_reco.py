@@ -81,10 +81,12 @@ def main(argv=None):
                               key=jax.random.key(1) if name in A.STOCHASTIC else None)
         results.add(name, {"mege": float(out.mege), "reco": float(out.reco),
                            "pairs_same": int(out.n_same), "pairs_diff": int(out.n_diff),
+                           "pairs_dropped": int(out.n_dropped),
                            "held_out_accuracy": float(np.mean(models.held_out_accuracy)),
                            "seconds": time.perf_counter() - t, "settings": str(kw)},
                     meta={"n": n, "k": args.k, "epochs": epochs, "model": "small_cnn"})
-    cols = ["mege", "reco", "pairs_same", "pairs_diff", "held_out_accuracy", "seconds", "settings"]
+    cols = ["mege", "reco", "pairs_same", "pairs_diff", "pairs_dropped", "held_out_accuracy", "seconds",
+            "settings"]
     cmd = "python experiments/mege_reco.py" + (" --quick" if args.quick else "")
     title = (f"MeGe / ReCo, small_cnn on Fashion-MNIST ({n} images, k={args.k}, {epochs} "
              "epoch(s) per model; higher is better)")

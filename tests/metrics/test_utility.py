@@ -89,3 +89,24 @@ def test_simulatability_bad_input(shortcut):
                          key=jax.random.key(0))
     with pytest.raises(ValueError, match="baseline"):
         M.utility_protocol(meta, None, x, d, x, d, conditions=["saliency"], key=jax.random.key(0))
+
+
+def test_empty_maps_carry_no_information_and_score_like_the_control(shortcut):
+    """An all-zero map means "no information": uniform weights, so a method whose maps are all
+    zero scores exactly as the no-explanation control (the old weights of 0 made every empty
+    exemplar a perfect match, and Grad-CAM scored 38% on a two-class task)."""
+    x, d, oracle = shortcut
+    zero = jnp.zeros((30, 8, 8))
+    np.testing.assert_array_equal(M.explanation_weights(zero, x[:30].shape), jnp.ones((30, 8, 8)))
+    mixed = oracle[:30].at[3].set(0.0)
+    w = M.explanation_weights(mixed, x[:30].shape)
+    np.testing.assert_array_equal(w[3], 1.0)
+    np.testing.assert_array_equal(w[4], oracle[4])
+    assert bool(jnp.isnan(M.explanation_weights(zero.at[0, 0, 0].set(jnp.nan), x[:30].shape)[0]).all())
+    kw = dict(sessions=3, key=jax.random.key(0))
+    for meta in (M.similarity_meta_predictor(num_classes=2),
+                 M.cnn_meta_predictor(num_classes=2, width=4, steps=20)):
+        empty = M.simulatability(meta, x[:30], zero, d[:30], x[60:], d[60:], **kw)
+        control = M.simulatability(meta, x[:30], None, d[:30], x[60:], d[60:], **kw)
+        np.testing.assert_array_equal(empty, control)
+        assert control[-1] > 0.5                       # above chance: the control learns something

@@ -17,12 +17,14 @@ __all__ = ["FoldModels", "MegeReco", "explain_folds", "mege_reco", "mege_reco_pr
 
 
 class MegeReco(NamedTuple):
-    """``mege`` in (0, 1], ``reco`` in [0, 1], and the sizes of the two distance sets."""
+    """``mege`` in (0, 1], ``reco`` in [0, 1], the sizes of the two distance sets, and how many
+    (pair, input) distances were dropped as undefined (a constant map on either side)."""
 
     mege: Float[Array, ""]
     reco: Float[Array, ""]
     n_same: Int[Array, ""]
     n_diff: Int[Array, ""]
+    n_dropped: Int[Array, ""]
 
 
 def mege_reco(maps: Float[Array, "k n H W"], predictions: Int[Array, "k n"], y: Int[Array, " n"],
@@ -42,6 +44,10 @@ def mege_reco(maps: Float[Array, "k n H W"], predictions: Int[Array, "k n"], y: 
     :math:`\mathrm{TNR}(\gamma) = |\{\delta \in S^{\neq} : \delta > \gamma\}| / |S^{\neq}|`,
     scanned exactly over every observed distance and the midpoints between them (Xplique strides
     over ~20 observed distances), floored at 0.
+
+    A distance is undefined when either map is constant (an all-zero Grad-CAM map, say): its
+    rank correlation is 0/0. As in the reference implementation such distances are dropped from
+    both sets (they are not "maximally distant"), and ``n_dropped`` counts them.
 
     Args:
       maps: ``f32[k, n, H, W]`` (or with channels) explanations of all n inputs by each model.
@@ -68,12 +74,16 @@ def mege_reco(maps: Float[Array, "k n H W"], predictions: Int[Array, "k n"], y: 
     a, b = flat[pairs[:, 0]], flat[pairs[:, 1]]                          # [P, n, F]
     rho = spearman(a, b)
     delta = jnp.sqrt(jnp.maximum(1.0 - jnp.abs(rho), 0.0))              # [P, n]
+    constant = jnp.max(flat, -1) == jnp.min(flat, -1)                    # [k, n]
+    defined = ~(constant[pairs[:, 0]] | constant[pairs[:, 1]])
     correct = predictions == y[None, :]
     ci, cj = correct[pairs[:, 0]], correct[pairs[:, 1]]
     held = (folds[None, :] == pairs[:, :1]) | (folds[None, :] == pairs[:, 1:])
-    same = held & ci & cj
-    diff = held & (ci ^ cj)
+    counted = held & (ci | cj)
+    same = counted & ci & cj & defined
+    diff = counted & (ci ^ cj) & defined
     n_same, n_diff = same.sum(), diff.sum()
+    n_dropped = (counted & ~defined).sum()
     count_same = jnp.maximum(n_same, 1).astype(jnp.float32)
     count_diff = jnp.maximum(n_diff, 1).astype(jnp.float32)
     mege = 1.0 / (1.0 + jnp.sum(jnp.where(same, delta, 0.0)) / count_same)
@@ -89,7 +99,7 @@ def mege_reco(maps: Float[Array, "k n H W"], predictions: Int[Array, "k n"], y: 
     tnr = above.astype(jnp.float32) / count_diff
     youden = jnp.where(jnp.isfinite(gammas), tpr + tnr - 1.0, 0.0)
     reco = jnp.where((n_same > 0) & (n_diff > 0), jnp.maximum(youden.max(), 0.0), 0.0)
-    return MegeReco(mege.astype(jnp.float32), reco.astype(jnp.float32), n_same, n_diff)
+    return MegeReco(mege.astype(jnp.float32), reco.astype(jnp.float32), n_same, n_diff, n_dropped)
 
 
 class FoldModels(NamedTuple):

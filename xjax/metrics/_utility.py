@@ -36,11 +36,16 @@ def utility_score(accuracy: Float[np.ndarray, "... S"],
 
 def explanation_weights(maps: Float[Array, "N H W ..."] | None, shape) -> Float[Array, "N H W"]:
     """Where to look, from an explanation: ``|phi|`` (channel mean), divided by its per-image
-    maximum, so in [0, 1]; ``None`` (no explanation) gives uniform weights of 1."""
+    maximum, so in [0, 1]; ``None`` (no explanation) gives uniform weights of 1.
+
+    An empty map (all zero: Grad-CAM often gives one) says nothing about where to look, so it
+    gets the uniform weights of no explanation, not weights of 0 (which would make the exemplar
+    match everything); a NaN map stays NaN."""
     if maps is None:
         return jnp.ones(shape[:3], jnp.float32)
     m = jnp.abs(spatial(jnp.asarray(maps)).astype(jnp.float32))
-    return m / jnp.maximum(m.max(axis=(1, 2), keepdims=True), 1e-12)
+    top = m.max(axis=(1, 2), keepdims=True)
+    return jnp.where(top == 0, 1.0, m / jnp.where(top == 0, 1.0, top))
 
 
 class MetaPredictor(NamedTuple):
