@@ -194,3 +194,19 @@ def test_bad_input(name, kwargs, data):
 def test_bad_hyperparameters(factory, kwargs, match):
     with pytest.raises(ValueError, match=match):
         getattr(xjax.attributions, factory)(conv_model, **kwargs)
+
+
+@pytest.mark.parametrize("name,kwargs", EXPLAINERS, ids=IDS)
+def test_out_of_range_labels_under_jit_give_nan_rows(name, kwargs, data):
+    """Eagerly a label outside [0, K) raises; under jit it cannot be seen, so its row is NaN
+    (never a plausible all-zero map), and the other rows are unchanged."""
+    params, x, y = data
+    e = build(name, kwargs)
+    with pytest.raises(ValueError, match="y must be class indices"):
+        call(e, name, params, x, y.at[1].set(50))
+    bad = jnp.asarray([0, 50, 2, -1], jnp.int32)
+    maps = jax.jit(lambda p, xs, ys: call(e, name, p, xs, ys))(params, x, bad)
+    assert bool(jnp.isnan(maps[1]).all()) and bool(jnp.isnan(maps[3]).all())
+    good = call(e, name, params, x, y)
+    np.testing.assert_allclose(maps[jnp.asarray([0, 2])], good[jnp.asarray([0, 2])], rtol=1e-5,
+                               atol=1e-6)

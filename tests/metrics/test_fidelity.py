@@ -88,3 +88,18 @@ def test_bad_input(toy):
         M.mu_fidelity(model_fn, grid_size=4)(w, x, y, oracle)
     with pytest.raises(ValueError, match="activation"):
         M.insertion(model_fn, activation="relu")
+
+
+def test_out_of_range_labels_under_jit_give_nan(toy):
+    """Traced labels cannot be checked: a label outside [0, K) gives NaN, never a plausible score."""
+    model_fn, w, x, y, oracle, random, inverted = toy
+    bad = y.at[1].set(3).at[4].set(-1)
+    mu = M.mu_fidelity(model_fn, grid_size=2, nb_samples=8, subset_percent=0.25)
+    for metric in (M.deletion(model_fn, steps=4), M.insertion(model_fn, steps=4),
+                   lambda *a: mu(*a, key=jax.random.key(0)), M.average_drop(model_fn)):
+        full = np.asarray(metric(w, x, y, oracle))
+        got = np.asarray(jax.jit(metric)(w, x, bad, oracle))
+        assert np.isnan(got[[1, 4]]).all(), metric
+        np.testing.assert_allclose(got[[0, 2, 3, 5]], full[[0, 2, 3, 5]], rtol=1e-5, atol=1e-6)
+    margin = xjax.metrics.robustness_sr(model_fn, search_steps=2, pgd_steps=2)
+    assert np.isnan(np.asarray(jax.jit(margin)(w, x, bad, oracle))[[1, 4]]).all()

@@ -169,6 +169,8 @@ def eva(model_fn: ModelFn, *, epsilon: float = 0.05, grid_size: int = 7, bound: 
                              jax.random.split(k2, n * g2))
         ao_cells = jnp.maximum(jnp.max(m_cells, -1).reshape(n, g2), rest[:, None])  # [N, g2]
         scores = ao_ball[:, None] - ao_cells
+        # an out-of-range label (unchecked under jit) gives a NaN row, as every score function
+        scores = jnp.where(((y >= 0) & (y < n_cls))[:, None], scores, jnp.nan)
         return jnp.take_along_axis(scores, cells.reshape(1, -1).repeat(n, 0), axis=1
                                    ).reshape(n, h, w).astype(jnp.float32)
 

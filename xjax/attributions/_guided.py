@@ -41,9 +41,11 @@ def _rectifier(policy: str):
         return rect(v), v
 
     def bwd(v, ct):
+        # a NaN gradient (an out-of-range label under jit) passes: it must reach the map
+        keep = jnp.isnan(ct) | (ct > 0)
         if policy == "guided":
-            return (jnp.where((v > 0) & (ct > 0), ct, jnp.zeros((), ct.dtype)),)
-        return (jnp.maximum(ct, jnp.zeros((), ct.dtype)),)
+            keep = keep & (v > 0) | jnp.isnan(ct)
+        return (jnp.where(keep, ct, jnp.zeros((), ct.dtype)),)
 
     rect.defvjp(fwd, bwd)
     return rect

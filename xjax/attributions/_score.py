@@ -3,6 +3,12 @@
 A ``score_fn(out, y) -> f32[B]`` receives the model output for a batch and the per-example
 targets ``y`` (any pytree with leading axis B), so the same explainers serve classification,
 regression, segmentation and detection.
+
+Class indices outside ``[0, K)``: the explainers refuse them eagerly (``ValueError``), but under
+``jax.jit`` labels are traced and cannot be checked before compilation. The class-index scores
+(:func:`logit`, :func:`probability`, :func:`log_probability`) therefore return NaN for such a row,
+with a NaN gradient, so every explainer's map row for it is NaN, never a plausible all-zero map
+(and a negative index never wraps around to the last classes).
 """
 
 import jax
@@ -14,8 +20,13 @@ __all__ = ["log_probability", "logit", "object_detection", "probability", "regre
 
 
 def logit(out: Float[Array, "B K"], y: Int[Array, " B"]) -> Float[Array, " B"]:
-    """The output (logit) of class ``y``: ``out[b, y[b]]``. The default ``score_fn``."""
-    return jnp.take_along_axis(out, y[:, None].astype(jnp.int32), axis=1)[:, 0]
+    """The output (logit) of class ``y``: ``out[b, y[b]]``, NaN where ``y[b]`` is not in
+    ``[0, K)``. The default ``score_fn``."""
+    k = out.shape[-1]
+    y = jnp.asarray(y).astype(jnp.int32)
+    picked = jnp.take_along_axis(out, jnp.clip(y, 0, k - 1)[:, None], axis=1)[:, 0]
+    # times 1 or NaN: the value and the gradient of an out-of-range row are both NaN
+    return picked * jnp.where((y >= 0) & (y < k), 1.0, jnp.nan).astype(picked.dtype)
 
 
 def probability(out: Float[Array, "B K"], y: Int[Array, " B"]) -> Float[Array, " B"]:

@@ -46,11 +46,13 @@ def ranks(v: Float[Array, "... n"]) -> Float[Array, "... n"]:
 
 
 def pearson(a: Float[Array, "... n"], b: Float[Array, "... n"]) -> Float[Array, "..."]:
-    """Pearson correlation along the last axis; 0 where either side is constant."""
+    """Pearson correlation along the last axis; 0 where either side is constant, NaN where
+    either side has a NaN (it must show, not read as "uncorrelated")."""
     ac = a - a.mean(-1, keepdims=True)
     bc = b - b.mean(-1, keepdims=True)
     den = jnp.sqrt(jnp.sum(ac * ac, -1) * jnp.sum(bc * bc, -1))
-    return jnp.where(den > 0, jnp.sum(ac * bc, -1) / jnp.where(den > 0, den, 1.0), 0.0)
+    rho = jnp.where(den > 0, jnp.sum(ac * bc, -1) / jnp.where(den > 0, den, 1.0), 0.0)
+    return jnp.where(jnp.isnan(den), jnp.nan, rho)
 
 
 def average_ranks(v: Float[Array, "... n"]) -> Float[Array, "... n"]:
@@ -64,5 +66,6 @@ def average_ranks(v: Float[Array, "... n"]) -> Float[Array, "... n"]:
 
 def spearman(a, b):
     """Spearman rank correlation along the last axis: Pearson of the average ranks (ties
-    shared, as ``scipy.stats.spearmanr``)."""
-    return pearson(average_ranks(a), average_ranks(b))
+    shared, as ``scipy.stats.spearmanr``); NaN where either side has a NaN (NaN has no rank)."""
+    rho = pearson(average_ranks(a), average_ranks(b))
+    return jnp.where(jnp.isnan(a).any(-1) | jnp.isnan(b).any(-1), jnp.nan, rho)

@@ -9,6 +9,7 @@ from jaxtyping import Array, Float
 from xjax._internal.batching import chunked
 from xjax._internal.validate import check_positive_int
 from xjax.attributions._common import check_batch_size, check_inputs
+from xjax.attributions._score import logit
 from xjax.metrics._common import check_maps, ranks, spatial
 from xjax.typing import ModelFn
 
@@ -18,8 +19,9 @@ _NORMS = ("linf", "l2")
 
 
 def _margin(logits: Float[Array, "B K"], y) -> Float[Array, " B"]:
-    """Best rival logit minus the logit of ``y``: > 0 means the decision changed."""
-    true = jnp.take_along_axis(logits, y[:, None], axis=1)[:, 0]
+    """Best rival logit minus the logit of ``y``: > 0 means the decision changed (NaN for a
+    label outside [0, K), as :func:`xjax.attributions.logit`)."""
+    true = logit(logits, y)
     rivals = jnp.where(jax.nn.one_hot(y, logits.shape[1], dtype=jnp.bool_), -jnp.inf, logits)
     return rivals.max(axis=1) - true
 
@@ -135,7 +137,9 @@ def robustness_sr(model_fn: ModelFn, *, fractions=(0.05, 0.1, 0.15, 0.2, 0.25), 
             return jnp.where(hit, lo, mid), jnp.where(hit, mid, hi)
 
         _, hi = jax.lax.fori_loop(0, search_steps, search, (jnp.zeros((b,), jnp.float32), hi))
-        return jnp.where(fooled(x), 0.0, jnp.where(ok, hi, epsilon_max))
+        margin = _margin(model_fn(params, x).astype(jnp.float32), y)
+        radius = jnp.where(margin > 0, 0.0, jnp.where(ok, hi, epsilon_max))
+        return jnp.where(jnp.isnan(margin), jnp.nan, radius)     # a label outside [0, K)
 
     def metric(params, x: Float[Array, "N H W C"], y, maps) -> Float[Array, " N"]:
         check_inputs(x, y, name, model_fn, params)
