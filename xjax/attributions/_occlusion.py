@@ -22,7 +22,9 @@ def occlusion(model_fn: ModelFn, *, patch_size: int | tuple[int, int] = 3,
 
     where ``M_p`` is patch ``p`` and ``P_ij`` the patches covering pixel ``(i, j)`` (the map is
     averaged over overlapping patches, as Captum does; with ``patch_stride == patch_size``, the
-    default, each pixel is covered once, as in Xplique). Pixels no patch covers get 0.
+    default, each pixel is covered once, as in Xplique). Patches start at multiples of the stride;
+    when the stride does not divide ``H - size``, a last patch starts past ``H - size`` and is cut
+    at the edge (Captum's windows), so every pixel is covered.
 
     Args:
       model_fn, score_fn: as :func:`saliency`.
@@ -33,7 +35,7 @@ def occlusion(model_fn: ModelFn, *, patch_size: int | tuple[int, int] = 3,
 
     Returns:
       ``explainer(params, x, y, *, key=None) -> f32[N, H, W]``; the model runs
-      ``1 + n_h n_w`` times per input, ``n_h = (H - size_h) // stride_h + 1``.
+      ``1 + n_h n_w`` times per input, :math:`n_h = \lceil (H - size_h) / stride_h \rceil + 1`.
 
     References:
       M. D. Zeiler, R. Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014.
@@ -53,7 +55,9 @@ def occlusion(model_fn: ModelFn, *, patch_size: int | tuple[int, int] = 3,
         h, w = x.shape[1:3]
         if size[0] > h or size[1] > w:
             raise ValueError(f"occlusion: patch_size {size} is larger than the images ({h}, {w})")
-        nh, nw = (h - size[0]) // stride[0] + 1, (w - size[1]) // stride[1] + 1
+        # as Captum: ceil((H - size) / stride) + 1 windows per axis, the last one cut at the edge
+        # when the stride does not divide H - size, so every pixel is covered
+        nh, nw = -(-(h - size[0]) // stride[0]) + 1, -(-(w - size[1]) // stride[1]) + 1
         rows, cols = jnp.arange(h)[:, None], jnp.arange(w)[None, :]
 
         def patch_mask(p):
