@@ -87,3 +87,32 @@ def test_grid_larger_than_image():
     e = A.sobol(cell_model([1.0, 1.0, 1.0, 1.0]), grid_size=16, nb_design=4)
     with pytest.raises(ValueError, match="grid_size"):
         e(jnp.float32(1.0), jnp.ones((1, 8, 8, 1)), jnp.zeros((1,), jnp.int32))
+
+
+def _reflect101(p, n):
+    """OpenCV's BORDER_REFLECT_101 index rule (repeated until inside)."""
+    while p < 0 or p >= n:
+        p = -p if p < 0 else 2 * (n - 1) - p
+    return p
+
+
+def _numpy_cv_blur(x, k):
+    """cv2.blur(x, (k, k)) with the default anchor (k // 2) and border, written out in float64."""
+    h, w = x.shape[:2]
+    out = np.zeros_like(x, np.float64)
+    a = k // 2
+    for i in range(h):
+        for j in range(w):
+            rows = [_reflect101(i + di, h) for di in range(-a, k - a)]
+            cols = [_reflect101(j + dj, w) for dj in range(-a, k - a)]
+            out[i, j] = x[np.ix_(rows, cols)].mean((0, 1))
+    return out
+
+
+@pytest.mark.parametrize("k", [10, 3, 4])
+def test_box_blur_is_opencv_blur(k):
+    from xjax.attributions._sobol import _box_blur
+
+    x = np.random.default_rng(k).random((7, 9, 2))
+    np.testing.assert_allclose(_box_blur(jnp.asarray(x, jnp.float32), k), _numpy_cv_blur(x, k),
+                               rtol=1e-5, atol=1e-6)

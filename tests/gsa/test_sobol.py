@@ -106,3 +106,62 @@ def test_errors():
         gsa.sobol_indices(jnp.zeros(21), 4, 3)
     with pytest.raises(ValueError, match="sampler"):
         gsa.replicated_design(4, 3, sampler="grid")
+
+
+def _paper_estimators(a, b, c):
+    """Each estimator written from its paper in float64 NumPy (c: [d, N]); returns first, total."""
+    n = a.size
+    f0 = a.mean()
+    v = a.var(ddof=1)
+    out = {}
+    out["jansen"] = (1 - ((b - c) ** 2).mean(1) / (2 * v), ((a - c) ** 2).mean(1) / (2 * v))
+    out["homma"] = (((b * c).mean(1) - f0 ** 2) / v, 1 - ((a * c).mean(1) - f0 ** 2) / v)
+    out["saltelli"] = ((b * (c - a)).mean(1) / v, (a * (a - c)).mean(1) / v)
+
+    def janon(u, w):                       # Janon et al. (2014): both moments over N
+        m = (u.sum(-1) + w.sum(-1)) / (2 * n)
+        return ((u * w).sum(-1) / n - m ** 2) / ((u ** 2 + w ** 2).sum(-1) / (2 * n) - m ** 2)
+
+    out["janon"] = (janon(b[None], c), 1 - janon(a[None], c))
+
+    def corr(u, w):
+        return np.array([np.corrcoef(u, wi)[0, 1] for wi in w])
+
+    out["glen"] = (corr(b, c), 1 - corr(a, c))
+    return out
+
+
+def test_estimators_equal_their_papers_formulas():
+    rng = np.random.default_rng(0)
+    n, d = 64, 3
+    values = rng.normal(size=n * (d + 2)) ** 2 + 1.0
+    a, b, c = values[:n], values[n:2 * n], values[2 * n:].reshape(d, n)
+    want = _paper_estimators(a, b, c)
+    for name in gsa.ESTIMATORS:
+        s = gsa.sobol_indices(jnp.asarray(values, jnp.float32), n, d, estimator=name)
+        np.testing.assert_allclose(s.first, want[name][0], rtol=1e-4, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(s.total, want[name][1], rtol=1e-4, atol=1e-5, err_msg=name)
+    totals = {name: np.asarray(gsa.sobol_indices(jnp.asarray(values, jnp.float32), n, d,
+                                                  estimator=name).total) for name in gsa.ESTIMATORS}
+    for i, x in enumerate(gsa.ESTIMATORS):                  # no two rows compute the same thing
+        for y in gsa.ESTIMATORS[i + 1:]:
+            assert np.abs(totals[x] - totals[y]).max() > 1e-3, (x, y)
+
+
+def test_skip_gives_tensorflow_sequence_and_zero_gives_scipy():
+    """skip=0 is scipy's sequence (from the origin); skip=1 drops the origin, which TensorFlow's
+    sobol_sample kernel never emits (it starts from the first column of direction numbers)."""
+    qmc = pytest.importorskip("scipy.stats.qmc")
+    ref = qmc.Sobol(6, scramble=False).random(64)
+    np.testing.assert_allclose(gsa.sobol_sequence(32, 6), ref[:32], atol=1e-7)
+    tf_like = np.asarray(gsa.sobol_sequence(32, 6, skip=1))
+    np.testing.assert_allclose(tf_like, ref[1:33], atol=1e-7)
+    np.testing.assert_array_equal(tf_like[0], 0.5)           # TF's first point: all 1/2
+    assert (tf_like.sum(1) > 0).all()
+    design = np.asarray(gsa.replicated_design(8, 3, skip=1))
+    assert (design.sum(1) > 0).all()                          # no all-zero mask row
+    assert (np.asarray(gsa.replicated_design(8, 3)).sum(1) == 0).any()
+    with pytest.raises(ValueError, match="skip"):
+        gsa.sobol_sequence(4, 2, skip=-1)
+    with pytest.raises(ValueError, match="skip"):
+        gsa.replicated_design(8, 3, sampler="halton", skip=1)

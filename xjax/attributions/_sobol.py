@@ -21,9 +21,12 @@ _INTERPOLATIONS = ("nearest", "bilinear")
 
 
 def _box_blur(x: Float[Array, "H W C"], size: int) -> Float[Array, "H W C"]:
-    """Mean over a ``size x size`` window with edge replication (OpenCV's ``blur``)."""
-    lo, hi = (size - 1) // 2, size // 2
-    padded = jnp.pad(x, ((lo, hi), (lo, hi), (0, 0)), mode="edge")
+    """Mean over a ``size x size`` window as OpenCV's ``blur(x, (size, size))`` with its default
+    anchor and border: the window of pixel i covers ``[i - size // 2, i + size - 1 - size // 2]``
+    (for size 10: ``[i - 5, i + 4]``) and indices past an edge are mirrored without repeating it
+    (``BORDER_REFLECT_101``: ``-1 -> 1``)."""
+    lo, hi = size // 2, size - 1 - size // 2
+    padded = jnp.pad(x, ((lo, hi), (lo, hi), (0, 0)), mode="reflect")
     s = jax.lax.reduce_window(padded, 0.0, jax.lax.add, (size, size, 1), (1, 1, 1), "VALID")
     return s / (size * size)
 
@@ -90,7 +93,7 @@ def _to_map(indices: Float[Array, "N d"], grid_size, nb_channels, hw, channel_re
 
 
 def sobol(model_fn: ModelFn, *, grid_size: int = 8, nb_design: int = 32, sampler: str = "sobol",
-          estimator: str = "jansen", perturbation: str | Callable = "inpainting",
+          skip: int = 1, estimator: str = "jansen", perturbation: str | Callable = "inpainting",
           sigma: float | None = None, mask_interpolation: str = "nearest", nb_channels: int = 1,
           design_key: jax.Array | None = None, score_fn: ScoreFn = logit,
           batch_size: int | None = 256, channel_reduction: str | None = "mean") -> Explainer:
@@ -113,6 +116,9 @@ def sobol(model_fn: ModelFn, *, grid_size: int = 8, nb_design: int = 32, sampler
       nb_design: N, a power of two (32, Xplique).
       sampler: ``"sobol"`` (default, unscrambled as Xplique's), ``"halton"``,
         ``"latin_hypercube"``, ``"uniform"``.
+      skip: Sobol points left out (1: the reference code's ``tf.math.sobol_sample``, which starts
+        at the first non-zero point, so no row of A, B or C_i is an all-zero mask; 0: scipy's
+        sequence from the origin). Only with ``sampler="sobol"``.
       estimator: ``"jansen"`` (default), ``"homma"``, ``"janon"``, ``"glen"``, ``"saltelli"``.
       perturbation: ``"inpainting"`` (``x M``: baseline 0), ``"blurring"`` (mix with a
         ``sigma x sigma`` box blur, sigma=10), ``"amplitude"`` (``x + (M - 1/2) sigma``, sigma=1,
@@ -153,7 +159,8 @@ def sobol(model_fn: ModelFn, *, grid_size: int = 8, nb_design: int = 32, sampler
     sigma = (10.0 if perturbation == "blurring" else 1.0) if sigma is None else sigma
     perturb = _perturbation(perturbation, sigma)
     d = grid_size * grid_size * nb_channels
-    design = np.asarray(replicated_design(nb_design, d, sampler=sampler, key=design_key))
+    design = np.asarray(replicated_design(nb_design, d, sampler=sampler, key=design_key,
+                                          skip=skip if sampler == "sobol" else 0))
 
     def explainer(params, x: Float[Array, "N H W C"], y, *, key=None):
         del key

@@ -62,18 +62,23 @@ def _owen_scramble(x, seed):
     return _reverse_bits(x)
 
 
-def sobol_sequence(n: int, d: int, *, key: jax.Array | None = None) -> Float[Array, "n d"]:
-    r"""The first ``n`` points of the ``d``-dimensional Sobol' sequence.
+def sobol_sequence(n: int, d: int, *, skip: int = 0,
+                   key: jax.Array | None = None) -> Float[Array, "n d"]:
+    r"""``n`` points of the ``d``-dimensional Sobol' sequence, after the first ``skip``.
 
     Point ``i`` is :math:`x_i = \bigoplus_j g_j(i) V_j 2^{-30}` with ``g(i) = i XOR (i >> 1)``
     (Gray code) and Joe-Kuo direction numbers ``V``; it is built by doubling,
     ``X[m:2m] = X[:m] XOR V_{k-1} XOR V_{k-2}`` for ``m = 2^{k-1}``, so the cost is ``O(n d)``.
     Unscrambled points equal ``scipy.stats.qmc.Sobol(d, scramble=False).random(n)`` rounded to
     float32 (they start at the origin). Balance properties hold on power-of-two prefixes.
+    ``skip=1`` drops the origin: the points of TensorFlow's ``tf.math.sobol_sample(d, n)``
+    (whose kernel starts at the first non-zero point), used by the reference Sobol attribution
+    code.
 
     Args:
       n: number of points (static).
       d: dimension, at most 4096 (static).
+      skip: initial points left out (0: scipy's sequence; 1: TensorFlow's).
       key: if given, an Owen (nested uniform) scramble with per-dimension seeds from the key;
         the points then are randomized QMC: uniform marginals, still stratified.
 
@@ -93,15 +98,17 @@ def sobol_sequence(n: int, d: int, *, key: jax.Array | None = None) -> Float[Arr
       "Randomly permuted (t,m,s)-nets and (t,s)-sequences", 1995.
     """
     _check(n, d, "sobol_sequence", MAX_SOBOL_DIMS)
+    if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
+        raise ValueError(f"sobol_sequence: skip must be an int >= 0, got {skip!r}")
     v = jnp.asarray(_direction_numbers()[:d])                           # u32[d, 30]
-    m = max(1, math.ceil(math.log2(n)))
+    m = max(1, math.ceil(math.log2(n + skip)))
     if m > _BITS:
-        raise ValueError(f"sobol_sequence: n must be <= 2^{_BITS}, got {n}")
+        raise ValueError(f"sobol_sequence: n + skip must be <= 2^{_BITS}, got {n + skip}")
     x = jnp.zeros((1, d), jnp.uint32)
     for k in range(1, m + 1):
         c = v[:, k - 1] if k == 1 else v[:, k - 1] ^ v[:, k - 2]
         x = jnp.concatenate([x, x ^ c[None, :]], axis=0)
-    x = x[:n]
+    x = x[skip:skip + n]
     if key is None:
         return x.astype(jnp.float32) * jnp.float32(2.0 ** -_BITS)
     seeds = jax.random.bits(key, (d,), jnp.uint32)

@@ -31,10 +31,13 @@ def _is_pow2(n):
     return n >= 1 and not n & (n - 1)
 
 
-def sample(sampler: str, n: int, d: int, key: jax.Array | None) -> Float[Array, "n d"]:
-    """``n`` points of ``[0, 1]^d`` from a named sampler (``key`` scrambles or draws them)."""
+def sample(sampler: str, n: int, d: int, key: jax.Array | None, skip: int = 0) -> Float[Array, "n d"]:
+    """``n`` points of ``[0, 1]^d`` from a named sampler (``key`` scrambles or draws them;
+    ``skip`` leaves out the first points of the Sobol sequence)."""
+    if skip and sampler != "sobol":
+        raise ValueError(f"skip applies to the 'sobol' sampler only, got sampler {sampler!r}")
     if sampler == "sobol":
-        return sobol_sequence(n, d, key=key)
+        return sobol_sequence(n, d, skip=skip, key=key)
     if sampler == "halton":
         return halton(n, d, key=key)
     if sampler in ("latin_hypercube", "uniform"):
@@ -46,7 +49,7 @@ def sample(sampler: str, n: int, d: int, key: jax.Array | None) -> Float[Array, 
     raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
 
 
-def replicated_design(nb_design: int, d: int, *, sampler: str = "sobol",
+def replicated_design(nb_design: int, d: int, *, sampler: str = "sobol", skip: int = 0,
                       key: jax.Array | None = None) -> Float[Array, "nb_design*(d+2) d"]:
     r"""The pick-and-freeze design ``[A; B; C_1; ...; C_d]`` (Saltelli's :math:`A_B^{(i)}`).
 
@@ -58,6 +61,8 @@ def replicated_design(nb_design: int, d: int, *, sampler: str = "sobol",
       nb_design: N, a power of two for ``"sobol"`` (balance holds on 2^k prefixes).
       d: number of variables.
       sampler: ``"sobol"`` (default), ``"halton"``, ``"latin_hypercube"`` or ``"uniform"``.
+      skip: Sobol points left out first (0: scipy's sequence, from the origin; 1: TensorFlow's
+        ``sobol_sample``, which the Sobol attribution uses so that no row is an all-zero mask).
       key: scrambles Sobol (Owen) / rotates Halton; required by the random samplers.
 
     Returns:
@@ -73,7 +78,7 @@ def replicated_design(nb_design: int, d: int, *, sampler: str = "sobol",
                          f"sampler, got {nb_design}")
     if sampler not in SAMPLERS:
         raise ValueError(f"replicated_design: sampler must be one of {SAMPLERS}, got {sampler!r}")
-    ab = sample(sampler, nb_design, 2 * d, key)
+    ab = sample(sampler, nb_design, 2 * d, key, skip)
     a, b = ab[:, :d], ab[:, d:]
     eye = jnp.eye(d, dtype=bool)                                        # C_i: column i from B
     c = jnp.where(eye[:, None, :], b[None, :, :], a[None, :, :])       # [d, N, d]
@@ -92,11 +97,19 @@ def sobol_indices(values: Float[Array, " P"], nb_design: int, d: int, *,
     ==========  ==============================================  =============================================
     jansen      :math:`\frac{1}{2NV}\sum_k (a_k - c_{ik})^2`       :math:`1 - \frac{1}{2NV}\sum_k (b_k - c_{ik})^2`
     homma       :math:`(V - \frac1N\sum_k a_k c_{ik} + f_0^2)/V`   :math:`(\frac1N\sum_k b_k c_{ik} - f_0^2)/V`
-    saltelli    :math:`1 - (\frac1N\sum_k a_k c_{ik} - f_0^2)/V`   :math:`\frac1N\sum_k b_k (c_{ik} - a_k)/V`
-    janon       pooled mean/variance of ``(a, c_i)``               pooled mean/variance of ``(b, c_i)``
+    saltelli    :math:`\frac1N\sum_k a_k (a_k - c_{ik})/V`         :math:`\frac1N\sum_k b_k (c_{ik} - a_k)/V`
+    janon       :math:`1 - J(a, c_i)`                             :math:`J(b, c_i)`
     glen        :math:`1 - \mathrm{corr}(a, c_i)`                  :math:`\mathrm{corr}(b, c_i)`
     ==========  ==============================================  =============================================
 
+    with Janon's pooled estimator :math:`J(u, w) = \big(\frac1N\sum u_k w_k - m^2\big) /
+    \big(\frac{1}{2N}\sum (u_k^2 + w_k^2) - m^2\big)`, :math:`m = \frac{1}{2N}\sum (u_k + w_k)`
+    (Janon et al. 2014, eq. (6): both moments over N, not N - 1). Sources of each row: jansen,
+    Jansen (1999) as listed in Saltelli et al. (2010) Table 2; homma, Homma & Saltelli (1996)
+    (total: Saltelli 2010 Table 2 (e); first: the f0-corrected product); saltelli, Saltelli et al.
+    (2010) Table 2, first order (c) and total order (f) (Sobol' 2007's form, listed there beside
+    Jansen's (g), which Saltelli et al. recommend; "jansen" is that one); janon, Janon et al.
+    (2014); glen, Glen & Isaacs (2012) (correlation form without their bias corrections).
     (``C_i`` shares every variable with ``A`` except ``i``, and only ``i`` with ``B``.)
     Estimates are not clipped: at small N they can leave [0, 1].
 
@@ -140,12 +153,12 @@ def sobol_indices(values: Float[Array, " P"], nb_design: int, d: int, *,
         total = (var - mean(a_ * c) + f0 ** 2) / var
         first = (mean(b_ * c) - f0 ** 2) / var
     elif estimator == "saltelli":
-        total = 1.0 - (mean(a_ * c) - f0 ** 2) / var
+        total = mean(a_ * (a_ - c)) / var
         first = mean(b_ * (c - a_)) / var
     elif estimator == "janon":
         def janon(u, w):
             mu = (mean(u) + mean(w)) / 2.0
-            pooled = jnp.sum(u ** 2 + w ** 2, -1) / (2.0 * max(n - 1, 1)) - mu ** 2
+            pooled = mean(u ** 2 + w ** 2) / 2.0 - mu ** 2
             return (mean(u * w) - mu ** 2) / jnp.maximum(pooled, 1e-12)
         total = 1.0 - janon(a_, c)
         first = janon(b_, c)
