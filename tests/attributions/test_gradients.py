@@ -68,17 +68,30 @@ def test_noisy_gradients_on_a_linear_model(lin):
     np.testing.assert_allclose(A.vargrad(linear_model, **kw)(w, x, y, key=key), 0.0, atol=1e-5)
 
 
-def test_smoothgrad_averages_gradients_of_noisy_inputs(lin):
-    """Against a direct computation with the same noise (sample s uses fold_in(key, s))."""
-    w, x, y, _ = lin
-    key = jax.random.key(3)
-    got = A.smoothgrad(tanh_model, nb_samples=3, noise=0.5, channel_reduction=None)(w, x, y,
-                                                                                    key=key)
-    grads = []
-    for s in range(3):
-        eps = jax.random.normal(jax.random.fold_in(key, s), x.shape[1:], x.dtype)
-        grads.append(jax.grad(lambda z: A.logit(tanh_model(w, z), y).sum())(x + 0.5 * eps[None]))
-    np.testing.assert_allclose(got, sum(grads) / 3, rtol=1e-5, atol=1e-6)
+def test_smoothgrad_converges_to_the_gaussian_smoothed_gradient(lin):
+    """tanh_model's gradient for class y is sech^2(z / 4) w_y with z = <x, w_y>; under noise
+    x + sigma eps, z ~ N(<x, w_y>, sigma^2 |w_y|^2), so E[gradient] = E[sech^2(Z / 4)] w_y, a
+    one-dimensional Gaussian integral (Gauss-Hermite, float64). The Monte Carlo mean of S samples
+    lies within 5 standard errors of it; the standard error comes from the same integral."""
+    w, x, y, w_y = lin
+    sigma, s = 0.5, 2048
+    got = np.asarray(A.smoothgrad(tanh_model, nb_samples=s, noise=sigma, channel_reduction=None,
+                                  batch_size=4096)(w, x, y, key=jax.random.key(3)), np.float64)
+    w64, x64 = np.asarray(w, np.float64), np.asarray(x, np.float64)
+    nodes, weights = np.polynomial.hermite_e.hermegauss(80)      # probabilists': N(0, 1)
+    weights = weights / weights.sum()
+    tols = []
+    for n in range(x.shape[0]):
+        wy = w64[..., int(y[n])]
+        mu, sd = float((x64[n] * wy).sum()), sigma * float(np.sqrt((wy ** 2).sum()))
+        sech2 = 1.0 / np.cosh((mu + sd * nodes) / 4.0) ** 2
+        mean, var = (weights * sech2).sum(), (weights * sech2 ** 2).sum() - (weights * sech2).sum() ** 2
+        tol = 5 * np.sqrt(var / s) * np.abs(wy) + 1e-6
+        assert (np.abs(got[n] - mean * wy) <= tol).all()
+        tols.append(tol)
+    # and the test can tell it from the plain gradient: the smoothing is visible at this sigma
+    plain = np.asarray(A.saliency(tanh_model, absolute=False, channel_reduction=None)(w, x, y))
+    assert (np.abs(got - plain) > 3 * np.stack(tols)).any()
 
 
 def test_noise_tunnel_wraps_any_explainer(lin):

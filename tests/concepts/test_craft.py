@@ -107,6 +107,12 @@ def test_random_crops_are_keyed(toy):
     b2 = model.fit(params, x, key=jax.random.key(1))
     np.testing.assert_array_equal(b1.crops, b2.crops)
     assert b1.crops.shape == (60, 8, 8, 6)
+    # every crop is an 8x8 window of its own source image, found here by exhaustive search
+    xs = np.asarray(x)
+    for crop, src in zip(np.asarray(b1.crops), np.asarray(b1.crop_source), strict=True):
+        assert any(np.array_equal(crop, xs[src, r:r + 8, c:c + 8])
+                   for r in range(9) for c in range(9))
+    assert not np.array_equal(model.fit(params, x, key=jax.random.key(2)).crops, b1.crops)
     with pytest.raises(ValueError, match="key"):
         model.fit(params, x)
 
@@ -116,6 +122,12 @@ def test_other_factorizations_plug_in(toy):
     model = craft(features, head, nb_concepts=2, patch_size=8, factorization=pca(2))
     bank = model.fit(params, x - 0.5)                      # signed activations are fine for PCA
     assert bank.components.shape == (2, 6)
+    # the concepts are the top principal directions of the crops' activations (NumPy SVD, float64)
+    a = np.asarray(bank.activations, np.float64)
+    _, _, vt = np.linalg.svd(a - a.mean(0), full_matrices=False)
+    comps = np.asarray(bank.components, np.float64)
+    comps = comps / np.linalg.norm(comps, axis=1, keepdims=True)
+    np.testing.assert_allclose(np.abs((comps * vt[:2]).sum(1)), 1.0, atol=1e-4)
 
 
 def test_bad_input_errors(toy):

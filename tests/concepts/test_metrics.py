@@ -65,10 +65,23 @@ def test_deletion_curve_by_hand():
 
 
 def test_spatial_codes_are_accepted(linear_problem):
-    _, _, _, w_prime = linear_problem
-    u = jnp.ones((2, 3, 3, 6))
+    """Codes with positions: removing a concept zeroes it at every position. With codes that are
+    constant over positions the curve is the flat codes' curve, written out here in NumPy."""
+    _, u_flat, phi, w_prime = linear_problem
+    u = jnp.broadcast_to(u_flat[:, None, None, :], (5, 3, 3, 6))
     score = lambda ui: (ui.mean((0, 1)) * w_prime).sum()
-    assert concept_deletion(score, u, jnp.ones((2, 6))).shape == (2,)
+    got = np.asarray(concept_deletion(score, u, phi))
+    uf, wp, ph = (np.asarray(a, np.float64) for a in (u_flat, w_prime, phi))
+    want = []
+    for n in range(5):
+        kept = uf[n].copy()
+        curve = [kept @ wp]
+        for r in np.argsort(-ph[n], kind="stable"):             # most important first
+            kept[r] = 0.0
+            curve.append(kept @ wp)
+        curve = np.asarray(curve)
+        want.append(((curve[1:] + curve[:-1]) / 2).mean())
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_linear_assignment_matches_brute_force():

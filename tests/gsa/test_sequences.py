@@ -35,8 +35,14 @@ def test_scrambled_sobol_is_a_randomized_net():
 
 
 def test_large_design_under_jit():
+    """2^15 points in 1024 dimensions under jit: every one-dimensional projection of a 2^m
+    prefix of an unscrambled Sobol' sequence is exactly {k / 2^m} (a (0, m, 1)-net), and the
+    first rows equal scipy's."""
     out = jax.jit(lambda: gsa.sobol_sequence(2 ** 15, 1024))()
     assert out.shape == (2 ** 15, 1024) and out.dtype == np.float32
+    cells = np.sort(np.floor(np.asarray(out, np.float64) * 2 ** 15), axis=0)
+    np.testing.assert_array_equal(cells, np.broadcast_to(np.arange(2 ** 15)[:, None], cells.shape))
+    np.testing.assert_allclose(out[:64, :32], qmc.Sobol(32, scramble=False).random(64), atol=1e-7)
 
 
 def test_halton_and_latin_hypercube():
