@@ -18,6 +18,15 @@ class Results:
     def done(self, key: str) -> bool:
         return key in self.rows
 
+    def drop(self, keys) -> None:
+        """Forget finished rows so that the run computes them again (``--redo``: rows whose code
+        changed); the file is rewritten when the next row is added."""
+        unknown = [k for k in keys if k not in self.rows]
+        if unknown:
+            raise ValueError(f"--redo: no rows {unknown} in {self.path}; rows: {list(self.rows)}")
+        for k in keys:
+            del self.rows[k]
+
     def add(self, key: str, row: dict, meta: dict | None = None) -> None:
         self.rows[key] = row
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
@@ -64,6 +73,8 @@ def fashion_mnist_args(doc: str, argv=None) -> argparse.Namespace:
     parser.add_argument("--out", default="experiments/results")
     parser.add_argument("--source-dir", default=FASHION_MNIST_DIR,
                         help="directory of the Fashion-MNIST IDX files")
+    parser.add_argument("--redo", default="", type=lambda v: [k for k in v.split(",") if k],
+                        help="comma-separated finished rows to compute again (the others are kept)")
     args = parser.parse_args(argv)
     start_devices()
     return args

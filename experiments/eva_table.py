@@ -55,6 +55,7 @@ def main(argv=None):
     n = 4 if quick else 200
     tag = "quick" if quick else "full"
     results = Results(os.path.join(args.out, f"eva_table_{tag}.json"))
+    results.drop(args.redo)
     xt, yt = xjax.data.fashion_mnist_arrays("test", source_dir=args.source_dir)
     x, y = xjax.runs.shard_rows(xt[:n], yt[:n].astype(np.int32))
     methods = dict(METHODS)

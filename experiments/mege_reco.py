@@ -60,6 +60,7 @@ def main(argv=None):
 
     tag = "quick" if args.quick else "full"
     results = Results(os.path.join(args.out, f"mege_reco_{tag}.json"))
+    results.drop(args.redo)
     methods = {k: v for k, v in METHODS.items() if not results.done(k)}
     if not methods:
         return results

@@ -47,6 +47,7 @@ def main(argv=None):
     methods = {k: METHODS[k] for k in ("saliency", "grad_cam", "occlusion")} if quick else METHODS
     tag = "quick" if quick else "full"
     results = Results(os.path.join(args.out, f"utility_{tag}.json"))
+    results.drop(args.redo)
 
     x, y = xjax.data.fashion_mnist_arrays("train", source_dir=args.source_dir)
     xt, yt = xjax.data.fashion_mnist_arrays("test", source_dir=args.source_dir)
@@ -89,16 +90,26 @@ def main(argv=None):
                                          steps=60 if quick else 150)}
     cols = ["utility", "low", "high", "session_accuracy"]
     for meta_name, meta in metas.items():
-        if results.done(f"{meta_name}/baseline"):
+        todo = [c for c in conditions if not results.done(f"{meta_name}/{c}")]
+        if not todo:
             continue
-        bar = tqdm(total=seeds * len(conditions), desc=f"{meta_name} meta-predictor")
+        # Every condition of a seed sees the same exemplars and keys, so a condition's row does not
+        # depend on which others run with it: missing rows are computed with the baseline, which
+        # must come out as stored (else the rows would mix two different runs).
+        run = ["baseline"] + [c for c in todo if c != "baseline"]
+        bar = tqdm(total=seeds * len(run), desc=f"{meta_name} meta-predictor")
         t = time.perf_counter()
         out = M.utility_protocol(meta, explain, x_pool, d_pool, x_test, d_test,
-                                 conditions=conditions, exemplars=exemplars, sessions=3,
+                                 conditions=run, exemplars=exemplars, sessions=3,
                                  seeds=seeds, key=jax.random.key(3),
                                  progress=lambda s, c, bar=bar: bar.update())
         bar.close()
-        order = sorted(conditions, key=lambda c: -out.mean[c])
+        stored = results.rows.get(f"{meta_name}/baseline")
+        again = " / ".join(f"{100 * a:.1f}" for a in out.accuracy["baseline"].mean(0))
+        if stored is not None and stored["session_accuracy"] != again:
+            raise RuntimeError(f"{meta_name}: the baseline came out {again}, the stored rows have "
+                               f"{stored['session_accuracy']}; rerun every row (delete the JSON)")
+        order = sorted(todo, key=lambda c: -out.mean[c])
         for c in order:
             results.add(f"{meta_name}/{c}", {
                 "utility": out.mean[c], "low": out.low[c], "high": out.high[c],
