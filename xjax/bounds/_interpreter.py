@@ -253,6 +253,25 @@ def _is_affine(prim, params, inputs) -> bool:
     return True
 
 
+def _rounding(prim, params, inputs):
+    """A rounding cast (a narrowing float ``convert_element_type``, ``reduce_precision``):
+    ``(u, tiny, big)`` such that ``|round(x) - x| <= u |x| + tiny`` for ``|x| <= big``, else None.
+    CROWN relaxes it as the identity plus that error (round to nearest: u = 2^-(p + 1) for p
+    stored mantissa bits; tiny covers the subnormal spacing), so bfloat16 compute keeps CROWN's
+    linear bounds instead of falling back to the interval."""
+    if prim.name == "reduce_precision":
+        mb, eb = params["mantissa_bits"], params["exponent_bits"]
+        emax = 2 ** (eb - 1) - 1
+        return 2.0 ** -(mb + 1), 2.0 ** (1 - emax - mb), (2.0 - 2.0 ** -mb) * 2.0 ** emax
+    if prim.name != "convert_element_type" or _is_affine(prim, params, inputs):
+        return None
+    src, dst = inputs[0].lo.dtype, params["new_dtype"]
+    if not (jnp.issubdtype(src, jnp.floating) and jnp.issubdtype(dst, jnp.floating)):
+        return None
+    fi = jnp.finfo(dst)
+    return 2.0 ** -(int(fi.nmant) + 1), float(fi.smallest_subnormal), float(fi.max)
+
+
 def _relu_like(prim, inputs):
     """``max``/``min`` with exactly one box operand and a constant other: index of the node."""
     if prim.name not in ("max", "min") or len(inputs) != 2:
@@ -374,6 +393,17 @@ def _backward(tape: _Tape, target: _Node, lam, bounds_of, x_node: _Node, x_lo, x
                 coef, const = lam_o * s, lam_o * c - _mul0(lam_o, s * c + t)
             bias = bias + _sum_tail(const, jnp.ones(()))
             _accumulate(coeffs, node, coef)
+        elif (rounding := _rounding(eqn.prim, eqn.params, eqn.inputs)) is not None:
+            # round(x) in [x - e, x + e], e = u max|x| + tiny on the box: lam * round(x) >=
+            # lam * x - |lam| e
+            u, tiny, big = rounding
+            (lam_o,) = outs
+            node = eqn.inputs[0]
+            lo, hi = bounds_of(node)
+            m = jnp.maximum(jnp.abs(lo), jnp.abs(hi))[None].astype(f32)
+            err = jnp.where(m > big, jnp.inf, u * m + tiny)
+            bias = bias - _sum_tail(jnp.ones(()), _mul0(jnp.abs(lam_o), err))
+            _accumulate(coeffs, node, lam_o.astype(f32))
         elif eqn.prim.name in _IDENTITY:
             for v, lam_o in zip(eqn.inputs, outs, strict=True):
                 if lam_o is None:
