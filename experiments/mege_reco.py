@@ -41,6 +41,8 @@ def main(argv=None):
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--out", default="experiments/results")
     parser.add_argument("--source-dir", default=xjax.data.FASHION_MNIST_DIR)
+    parser.add_argument("--redo", default="", type=lambda v: [k for k in v.split(",") if k],
+                        help="comma-separated finished rows to compute again (the others are kept)")
     args = parser.parse_args(argv)
     start_devices()
     n, epochs = (160, 4) if args.quick else (1000, 5)
