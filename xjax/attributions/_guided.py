@@ -42,9 +42,8 @@ def _rectifier(policy: str):
 
     def bwd(v, ct):
         # a NaN gradient (an out-of-range label under jit) passes: it must reach the map
-        keep = jnp.isnan(ct) | (ct > 0)
-        if policy == "guided":
-            keep = keep & (v > 0) | jnp.isnan(ct)
+        keep = (ct > 0) & (v > 0) if policy == "guided" else ct > 0
+        keep = keep | jnp.isnan(ct)
         return (jnp.where(keep, ct, jnp.zeros((), ct.dtype)),)
 
     rect.defvjp(fwd, bwd)
