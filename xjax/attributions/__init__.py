@@ -9,6 +9,7 @@ parameters, ``grad`` and sharding. Stochastic methods require ``key``.
 from xjax.attributions._eva import eva as eva
 from xjax.attributions._grad_cam import grad_cam as grad_cam
 from xjax.attributions._grad_cam import grad_cam_pp as grad_cam_pp
+from xjax.attributions._greedy_as import greedy_as as greedy_as
 from xjax.attributions._guided import deconvnet as deconvnet
 from xjax.attributions._guided import guided_backprop as guided_backprop
 from xjax.attributions._guided import rewrite_relu_gradients as rewrite_relu_gradients
@@ -45,6 +46,7 @@ __all__ = [
     "grad_cam",
     "grad_cam_pp",
     "gradient_input",
+    "greedy_as",
     "grid_segments",
     "eva",
     "hsic",

@@ -6,8 +6,9 @@ __all__ = ["METHODS", "STOCHASTIC", "from_name"]
 
 METHODS = ("saliency", "gradient_input", "integrated_gradients", "smoothgrad", "vargrad",
            "squaregrad", "guided_backprop", "deconvnet", "grad_cam", "grad_cam_pp", "occlusion",
-           "rise", "lime", "kernel_shap", "sobol", "hsic", "eva")
-STOCHASTIC = ("smoothgrad", "vargrad", "squaregrad", "rise", "lime", "kernel_shap")
+           "rise", "lime", "kernel_shap", "sobol", "hsic", "eva", "greedy_as")
+STOCHASTIC = ("smoothgrad", "vargrad", "squaregrad", "rise", "lime", "kernel_shap",
+              "greedy_as")
 
 
 def from_name(name: str, model: Model, **kwargs) -> Explainer:

@@ -2,28 +2,17 @@
 
 import math
 
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from xjax._internal.attack import check_attack, minimal_radius
 from xjax._internal.batching import chunked
 from xjax._internal.validate import check_positive_int
 from xjax.attributions._common import check_batch_size, check_inputs
-from xjax.attributions._score import logit
 from xjax.metrics._common import check_maps, ranks, spatial
 from xjax.typing import ModelFn
 
 __all__ = ["robustness_sr"]
-
-_NORMS = ("linf", "l2")
-
-
-def _margin(logits: Float[Array, "B K"], y) -> Float[Array, " B"]:
-    """Best rival logit minus the logit of ``y``: > 0 means the decision changed (NaN for a
-    label outside [0, K), as :func:`xjax.attributions.logit`)."""
-    true = logit(logits, y)
-    rivals = jnp.where(jax.nn.one_hot(y, logits.shape[1], dtype=jnp.bool_), -jnp.inf, logits)
-    return rivals.max(axis=1) - true
 
 
 def robustness_sr(model_fn: ModelFn, *, fractions=(0.05, 0.1, 0.15, 0.2, 0.25), norm: str = "linf",
@@ -78,68 +67,14 @@ def robustness_sr(model_fn: ModelFn, *, fractions=(0.05, 0.1, 0.15, 0.2, 0.25), 
     search_steps = check_positive_int(search_steps, "search_steps", where=name)
     pgd_steps = check_positive_int(pgd_steps, "pgd_steps", where=name)
     batch_size = check_batch_size(batch_size, name)
-    if norm not in _NORMS:
-        raise ValueError(f"{name}: norm must be one of {_NORMS}, got {norm!r}")
     fractions = tuple(float(r) for r in fractions)
     if not fractions or any(not 0.0 < r <= 1.0 for r in fractions):
         raise ValueError(f"{name}: fractions must be a non-empty sequence of values in (0, 1], got "
                          f"{fractions}")
-    if not epsilon_max > 0:
-        raise ValueError(f"{name}: epsilon_max must be > 0, got {epsilon_max}")
-    if not step_scale > 0:
-        raise ValueError(f"{name}: step_scale must be > 0, got {step_scale}")
-    if clip is not None and not clip[0] < clip[1]:
-        raise ValueError(f"{name}: clip must be (low, high) with low < high, got {clip}")
-
-    def project(delta, x, eps):
-        if norm == "linf":
-            delta = jnp.clip(delta, -eps, eps)
-        else:
-            n2 = jnp.sqrt(jnp.sum(delta * delta, axis=(1, 2, 3), keepdims=True))
-            delta = delta * jnp.minimum(1.0, eps / jnp.maximum(n2, 1e-12))
-        if clip is not None:
-            delta = jnp.clip(x + delta, clip[0], clip[1]) - x
-        return delta
-
-    def rows(params, x, y, mask):
-        """Binary search of the smallest successful radius for a block of rows ``f32[B]``."""
-        def fooled(xb):
-            return _margin(model_fn(params, xb).astype(jnp.float32), y) > 0
-
-        grad = jax.grad(lambda xb: jnp.sum(_margin(model_fn(params, xb).astype(jnp.float32), y)))
-
-        def attack(eps):                                   # eps: f32[B] -> success bool[B]
-            e = eps[:, None, None, None].astype(x.dtype)
-            alpha = step_scale * e / pgd_steps
-
-            def step(_, state):
-                delta, hit = state
-                g = grad(x + delta) * mask
-                if norm == "linf":
-                    d = jnp.sign(g)
-                else:
-                    d = g / jnp.maximum(jnp.sqrt(jnp.sum(g * g, axis=(1, 2, 3), keepdims=True)),
-                                        1e-12)
-                delta = project(delta + alpha * d, x, e) * mask
-                return delta, hit | fooled(x + delta)
-
-            _, hit = jax.lax.fori_loop(0, pgd_steps, step, (jnp.zeros_like(x), fooled(x)))
-            return hit
-
-        b = x.shape[0]
-        hi = jnp.full((b,), epsilon_max, jnp.float32)
-        ok = attack(hi)
-
-        def search(_, bounds):
-            lo, hi = bounds
-            mid = (lo + hi) / 2.0
-            hit = attack(mid)
-            return jnp.where(hit, lo, mid), jnp.where(hit, mid, hi)
-
-        _, hi = jax.lax.fori_loop(0, search_steps, search, (jnp.zeros((b,), jnp.float32), hi))
-        margin = _margin(model_fn(params, x).astype(jnp.float32), y)
-        radius = jnp.where(margin > 0, 0.0, jnp.where(ok, hi, epsilon_max))
-        return jnp.where(jnp.isnan(margin), jnp.nan, radius)     # a label outside [0, K)
+    check_attack(name, norm=norm, epsilon_max=epsilon_max, step_scale=step_scale, clip=clip)
+    radius = minimal_radius(model_fn, norm=norm, epsilon_max=epsilon_max,
+                            search_steps=search_steps, pgd_steps=pgd_steps,
+                            step_scale=step_scale, clip=clip)
 
     def metric(params, x: Float[Array, "N H W C"], y, maps) -> Float[Array, " N"]:
         check_inputs(x, y, name, model_fn, params)
@@ -151,7 +86,7 @@ def robustness_sr(model_fn: ModelFn, *, fractions=(0.05, 0.1, 0.15, 0.2, 0.25), 
         mask = (order < sizes[None, :, None, None]).astype(x.dtype)[..., None]    # [N, R, H, W, 1]
         xs = jnp.repeat(x, r, axis=0)
         ys = jnp.repeat(jnp.asarray(y, jnp.int32), r, axis=0)
-        eps = chunked(lambda a, b_, m: rows(params, a, b_, m), batch_size)(
+        eps = chunked(lambda a, b_, m: radius(params, a, b_, m), batch_size)(
             xs, ys, mask.reshape((n * r, h, w, 1)))
         return eps.reshape(n, r).mean(axis=1)
 
