@@ -11,24 +11,42 @@ from tests.conftest import FASHION_MNIST_PRESENT
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "experiments"))
 
 
+@pytest.mark.skipif(not FASHION_MNIST_PRESENT, reason="Fashion-MNIST not installed "
+                    "(apt-get install dataset-fashion-mnist)")
 def test_sobol_fidelity_quick_and_resume(tmp_path):
     import sobol_fidelity
 
     sobol_fidelity.main(["--quick", "--out", str(tmp_path)])
-    with open(tmp_path / "sobol_fidelity_quick.json") as f:
+    with open(tmp_path / "sobol_fidelity_fmnist_quick.json") as f:
         rows = json.load(f)["rows"]
-    assert set(rows) == {"sobol", "hsic", "rise", "occlusion", "saliency", "integrated_gradients"}
-    for row in rows.values():
-        assert 0.0 <= row["deletion_prob"] <= 1.0 and 0.0 <= row["insertion_prob"] <= 1.0
-    assert (tmp_path / "sobol_fidelity_quick.md").read_text().count("\n| ") >= 7
-    # an interrupted run: drop one finished method, rerun, only that one is recomputed
-    del rows["rise"]
-    with open(tmp_path / "sobol_fidelity_quick.json", "w") as f:
+    budgets = {f"{m}/{b}" for m in ("sobol", "hsic", "rise") for b in (264, 528)}
+    assert budgets <= set(rows) and "occlusion/k14s7" in rows
+    assert {"ablation/sampler=halton", "ablation/estimator=homma"} <= set(rows)
+    for key, row in rows.items():
+        if key == "forward":
+            continue
+        assert 0.0 <= row["deletion"] <= 1.0 and 0.0 <= row["insertion"] <= 1.0
+        assert row["seconds_per_image"] > 0 and row["compile_seconds"] > 0
+    # matched budgets: Sobol's design has exactly nb_design (d + 2) rows
+    assert rows["sobol/528"]["settings"] == str({"grid_size": 8, "nb_design": 8})
+    assert rows["occlusion/k14s7"]["forward_passes"] == 1 + 3 * 3
+    assert (tmp_path / "sobol_fidelity_fmnist_quick.png").stat().st_size > 0
+    # an interrupted run: drop one finished row, rerun, only that one is recomputed
+    del rows["rise/264"]
+    with open(tmp_path / "sobol_fidelity_fmnist_quick.json", "w") as f:
         json.dump({"meta": {}, "rows": rows}, f)
-    before = {k: v["first_call_seconds_per_image"] for k, v in rows.items()}
+    before = {k: v["seconds_per_image"] for k, v in rows.items()}
     again = sobol_fidelity.main(["--quick", "--out", str(tmp_path)]).rows
-    assert set(again) == set(before) | {"rise"}
-    assert all(again[k]["first_call_seconds_per_image"] == v for k, v in before.items())
+    assert set(again) == set(before) | {"rise/264"}
+    assert all(again[k]["seconds_per_image"] == v for k, v in before.items())
+
+
+def test_sobol_fidelity_photos_quick(tmp_path):
+    import sobol_fidelity
+
+    rows = sobol_fidelity.main(["--quick", "--target", "photos", "--out", str(tmp_path)]).rows
+    assert set(rows) == {"forward", "sobol/264", "rise/264"}
+    assert all(0.0 <= r["insertion"] <= 1.0 for k, r in rows.items() if k != "forward")
 
 
 @pytest.mark.skipif(not FASHION_MNIST_PRESENT, reason="Fashion-MNIST not installed "
@@ -89,8 +107,17 @@ def test_eva_table_quick(tmp_path):
     import eva_table
 
     rows = eva_table.main(["--quick", "--out", str(tmp_path)]).rows
-    assert {"small_cnn/eva", "lipschitz_cnn/eva", "small_cnn/saliency"} <= set(rows)
-    for row in rows.values():
+    for net in ("mlp", "small_cnn", "lipschitz_cnn"):
+        assert {f"{net}/eva", f"{net}/greedy_as", f"{net}/saliency", f"{net}/bounds"} <= set(rows)
+        b = rows[f"{net}/bounds"]
+        assert b["epsilon"] in eva_table.EPSILONS and 0.0 <= b["certified"] <= 1.0
+        # the chosen radius is the largest certifying half of the balls (or the smallest tried)
+        ok = [float(e) for e, s in b["sweep"].items() if s["certified"] >= 0.5]
+        assert b["epsilon"] == (max(ok) if ok else min(eva_table.EPSILONS))
+        assert set(b["sweep"]) == {str(e) for e in eva_table.EPSILONS}
+    for key, row in rows.items():
+        if key.endswith("/bounds"):
+            continue
         assert 0.0 <= row["deletion"] <= 1.0 and 0.0 <= row["insertion"] <= 1.0
         assert -1.0 <= row["mu_fidelity"] <= 1.0 and 0.0 <= row["robustness_sr"] <= 0.5
 
