@@ -3,17 +3,54 @@ markdown table written from it. A run that is interrupted and started again skip
 already in the JSON (nothing lost, nothing done twice)."""
 
 import argparse
+import datetime
 import json
 import os
+import platform
+import shlex
+import subprocess
+import sys
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def provenance() -> dict:
+    """What produced a row: the command, the xjax commit (``+dirty`` with uncommitted changes to
+    tracked files), the machine and the UTC date."""
+    def git(*args):
+        try:
+            return subprocess.run(["git", "-C", _ROOT, *args], capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    if git("status", "--porcelain", "--untracked-files=no"):
+        commit += "+dirty"
+    script = os.path.relpath(os.path.abspath(sys.argv[0]), _ROOT) if sys.argv[0] else "python"
+    import jax
+
+    devices = jax.devices()
+    machine = (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, "
+               f"{len(devices)} x {devices[0].device_kind}")
+    return {"command": "python " + shlex.join([script, *sys.argv[1:]]), "commit": commit,
+            "machine": machine,
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
 
 
 class Results:
+    """Rows of one results file, and ``meta``: the run's settings, and under
+    ``meta["provenance"]`` what produced each row (:func:`provenance`)."""
+
     def __init__(self, path_json: str):
         self.path = path_json
         self.rows: dict[str, dict] = {}
+        self.meta: dict = {}
+        self._run = provenance()          # at the start of the run, before any edit can follow
         if os.path.exists(path_json):
             with open(path_json) as f:
-                self.rows = json.load(f)["rows"]
+                data = json.load(f)
+            self.rows, self.meta = data["rows"], data.get("meta", {})
 
     def done(self, key: str) -> bool:
         return key in self.rows
@@ -26,13 +63,18 @@ class Results:
             raise ValueError(f"--redo: no rows {unknown} in {self.path}; rows: {list(self.rows)}")
         for k in keys:
             del self.rows[k]
+            self.meta.get("provenance", {}).pop(k, None)
 
     def add(self, key: str, row: dict, meta: dict | None = None) -> None:
+        """Store a finished row (with this run's provenance) and rewrite the file atomically;
+        ``meta`` updates the file's settings."""
         self.rows[key] = row
+        self.meta.update(meta or {})
+        self.meta.setdefault("provenance", {})[key] = self._run
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump({"meta": meta or {}, "rows": self.rows}, f, indent=1)
+            json.dump({"meta": self.meta, "rows": self.rows}, f, indent=1)
         os.replace(tmp, self.path)
 
     def markdown(self, columns: list[str], title: str, command: str) -> str:
@@ -48,7 +90,7 @@ class Results:
     def subset(self, rows: dict) -> "Results":
         """A read-only view with other rows (a filtered or summarized table), same path."""
         view = Results.__new__(Results)
-        view.path, view.rows = self.path, rows
+        view.path, view.rows, view.meta, view._run = self.path, rows, self.meta, None
         return view
 
     def write_markdown(self, path: str, columns: list[str], title: str, command: str) -> None:
