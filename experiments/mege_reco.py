@@ -7,6 +7,11 @@ Trains k ``small_cnn`` models with ``xjax.train`` on the k fold complements, exp
 image with all k models at once (vmap over stacked parameters) and writes
 ``<out>/mege_reco_<mode>.{json,md}`` (resumable per method). The perturbation methods use
 reduced sample counts on this CPU (listed in the table).
+
+The paper's sanity check runs the same protocol on k models trained on randomly permuted labels
+(rows ``random_labels/<method>``): explanations of models that learned nothing generalizable
+should agree less across folds, so their MeGe must come out lower. RISE and Sobol are left out of
+that check for CPU time (they are the two slowest rows).
 """
 
 import argparse
@@ -27,6 +32,8 @@ import xjax  # noqa: E402
 
 A, M = xjax.attributions, xjax.metrics
 
+RANDOM_LABEL_METHODS = ("saliency", "gradient_input", "integrated_gradients", "smoothgrad",
+                        "grad_cam", "occlusion")
 METHODS = {
     "saliency": {}, "gradient_input": {}, "integrated_gradients": {"steps": 16},
     "smoothgrad": {"nb_samples": 16}, "grad_cam": {}, "occlusion": {"patch_size": 4,
@@ -63,31 +70,37 @@ def main(argv=None):
     tag = "quick" if args.quick else "full"
     results = Results(os.path.join(args.out, f"mege_reco_{tag}.json"))
     results.drop(args.redo)
-    methods = {k: v for k, v in METHODS.items() if not results.done(k)}
-    if not methods:
-        return results
-    t0 = time.perf_counter()
-    models = M.train_folds(train, arch.model_fn, x, y, k=args.k, key=jax.random.key(0))
-    print(f"trained {args.k} models in {time.perf_counter() - t0:.1f} s; held-out accuracy "
-          f"{np.round(models.held_out_accuracy, 3).tolist()}", flush=True)
-    # explanations data parallel: the inputs split over every device, the k models replicated
-    xs, ys = xjax.runs.shard_rows(models.x, models.y)
-    models = models._replace(x=xs, y=ys, params=xjax.runs.replicate(models.params))
-    for name in tqdm(methods, desc="methods"):
-        kw = dict(METHODS[name], batch_size=256)
-        if args.quick and name in ("rise", "sobol", "occlusion"):
-            kw.update({"rise": {"nb_samples": 32}, "sobol": {"grid_size": 4, "nb_design": 4},
-                       "occlusion": {"patch_size": 7, "patch_stride": 7}}[name])
-        e = A.from_name(name, arch, **kw)
-        t = time.perf_counter()
-        out = M.explain_folds(models, arch.model_fn, e,
-                              key=jax.random.key(1) if name in A.STOCHASTIC else None)
-        results.add(name, {"mege": float(out.mege), "reco": float(out.reco),
-                           "pairs_same": int(out.n_same), "pairs_diff": int(out.n_diff),
-                           "pairs_dropped": int(out.n_dropped),
-                           "held_out_accuracy": float(np.mean(models.held_out_accuracy)),
-                           "seconds": time.perf_counter() - t, "settings": str(kw)},
-                    meta={"n": n, "k": args.k, "epochs": epochs, "model": "small_cnn"})
+    # labels as given, then randomly permuted (the sanity check): same folds, same recipe
+    permuted = np.random.default_rng(0).permutation(y)
+    conditions = {"": (y, list(METHODS)), "random_labels/": (permuted, RANDOM_LABEL_METHODS)}
+    for prefix, (labels, names) in conditions.items():
+        todo = [m for m in names if not results.done(prefix + m)]
+        if not todo:
+            continue
+        t0 = time.perf_counter()
+        models = M.train_folds(train, arch.model_fn, x, labels, k=args.k, key=jax.random.key(0))
+        print(f"trained {args.k} models{' on permuted labels' if prefix else ''} in "
+              f"{time.perf_counter() - t0:.1f} s; held-out accuracy "
+              f"{np.round(models.held_out_accuracy, 3).tolist()}", flush=True)
+        # explanations data parallel: the inputs split over every device, the k models replicated
+        xs, ys = xjax.runs.shard_rows(models.x, models.y)
+        models = models._replace(x=xs, y=ys, params=xjax.runs.replicate(models.params))
+        for name in tqdm(todo, desc=f"methods{' (permuted labels)' if prefix else ''}"):
+            kw = dict(METHODS[name], batch_size=256)
+            if args.quick and name in ("rise", "sobol", "occlusion"):
+                kw.update({"rise": {"nb_samples": 32}, "sobol": {"grid_size": 4, "nb_design": 4},
+                           "occlusion": {"patch_size": 7, "patch_stride": 7}}[name])
+            e = A.from_name(name, arch, **kw)
+            t = time.perf_counter()
+            out = M.explain_folds(models, arch.model_fn, e,
+                                  key=jax.random.key(1) if name in A.STOCHASTIC else None)
+            results.add(prefix + name, {
+                "mege": float(out.mege), "reco": float(out.reco),
+                "pairs_same": int(out.n_same), "pairs_diff": int(out.n_diff),
+                "pairs_dropped": int(out.n_dropped),
+                "held_out_accuracy": float(np.mean(models.held_out_accuracy)),
+                "seconds": time.perf_counter() - t, "settings": str(kw)},
+                meta={"n": n, "k": args.k, "epochs": epochs, "model": "small_cnn"})
     cols = ["mege", "reco", "pairs_same", "pairs_diff", "pairs_dropped", "held_out_accuracy", "seconds",
             "settings"]
     cmd = "python experiments/mege_reco.py" + (" --quick" if args.quick else "")

@@ -55,7 +55,8 @@ def test_mege_reco_quick(tmp_path):
     import mege_reco
 
     rows = mege_reco.main(["--quick", "--out", str(tmp_path)]).rows
-    assert set(rows) == set(mege_reco.METHODS)
+    assert set(rows) == set(mege_reco.METHODS) | {
+        f"random_labels/{m}" for m in mege_reco.RANDOM_LABEL_METHODS}
     for row in rows.values():
         assert 0.0 < row["mege"] <= 1.0 and 0.0 <= row["reco"] <= 1.0
         assert row["pairs_same"] + row["pairs_diff"] > 0
@@ -91,7 +92,12 @@ def test_lipschitz_quick(tmp_path):
 
     rows = lip.main(["--quick", "--out", str(tmp_path)]).rows
     assert set(rows) == {f"{a}/{u}" for a in ("small_cnn", "lipschitz_cnn")
-                         for u in ("robustness", "saliency", "mege:saliency")}
+                         for u in ("robustness", "saliency", "mege:saliency")} | {
+        "small_cnn_matched/mege:saliency"}
+    # the matched standard models: trained for the epochs whose accuracy is closest to the
+    # Lipschitz folds' (quick mode trains up to 2 epochs)
+    matched = rows["small_cnn_matched/mege:saliency"]
+    assert matched["epochs"] in (1, 2) and 0.0 < matched["mege"] <= 1.0
     r = rows["lipschitz_cnn/robustness"]
     assert r["lipschitz_bound"] == 1.0
     # certified accuracy can only fall as the radius grows
