@@ -105,12 +105,14 @@ def write_report(path: str, text: str) -> None:
     print(text)
 
 
-def fashion_mnist_args(doc: str, argv=None) -> argparse.Namespace:
+def fashion_mnist_args(doc: str, argv=None, targets=None) -> argparse.Namespace:
     """The arguments every Fashion-MNIST experiment takes: ``--quick``, ``--out``,
-    ``--source-dir``."""
+    ``--source-dir``, ``--redo`` (and ``--target`` when the script has several)."""
     from xjax.data import FASHION_MNIST_DIR
 
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if targets:
+        parser.add_argument("--target", choices=targets, default=targets[0])
     parser.add_argument("--quick", action="store_true", help="the small run the tests use")
     parser.add_argument("--out", default="experiments/results")
     parser.add_argument("--source-dir", default=FASHION_MNIST_DIR,

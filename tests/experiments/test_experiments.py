@@ -107,6 +107,16 @@ def test_lipschitz_quick(tmp_path):
     assert (tmp_path / "lipschitz_quick.md").read_text().count("\n| ") >= 6
 
 
+def test_eva_table_photos_quick(tmp_path):
+    import eva_table
+
+    rows = eva_table.main(["--quick", "--target", "photos", "--out", str(tmp_path)]).rows
+    assert set(rows) == {"eva_empirical", "saliency"}
+    for row in rows.values():
+        assert 0.0 <= row["deletion"] <= 1.0 and 0.0 <= row["insertion"] <= 1.0
+        assert row["compile_seconds"] > 0 and row["seconds_per_image"] > 0
+
+
 @pytest.mark.skipif(not FASHION_MNIST_PRESENT, reason="Fashion-MNIST not installed "
                     "(apt-get install dataset-fashion-mnist)")
 def test_eva_table_quick(tmp_path):
