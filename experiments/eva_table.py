@@ -56,8 +56,8 @@ METHODS = {
     "integrated_gradients": {"steps": 32}, "grad_cam": {},
     "occlusion": {"patch_size": 4, "patch_stride": 4},
     "rise": {"nb_samples": 1000, "grid_size": 7}, "sobol": {"grid_size": 7, "nb_design": 16},
-    "greedy_as": {"grid_size": 7, "nb_samples": 128, "fraction_per_step": 0.1,
-                  "max_fraction": 0.5, "epsilon_max": 0.5, "search_steps": 6, "pgd_steps": 8},
+    "greedy_as": {"grid_size": 7, "nb_samples": 64, "fraction_per_step": 0.1,
+                  "max_fraction": 0.5, "epsilon_max": 0.5, "search_steps": 5, "pgd_steps": 6},
 }
 QUICK = {"eva": METHODS["eva"], "eva_ibp": METHODS["eva_ibp"], "saliency": {},
          "occlusion": METHODS["occlusion"], "rise": {"nb_samples": 64, "grid_size": 7},
@@ -240,10 +240,10 @@ def main(argv=None):
             key = jax.random.key(1) if name in A.STOCHASTIC else None
             run = jax.jit(lambda p, a, b, e=e, key=key: e(p, a, b, key=key))
             t = time.perf_counter()
-            run(params, x, y).block_until_ready()
-            first = time.perf_counter() - t
+            compiled = run.lower(params, x, y).compile()        # ahead of time: timed apart
+            compile_seconds = time.perf_counter() - t
             t = time.perf_counter()
-            maps = run(params, x, y).block_until_ready()
+            maps = compiled(params, x, y).block_until_ready()
             seconds = (time.perf_counter() - t) / n
             results.add(f"{net}/{name}", {
                 # per-image scores come back to the host, then are averaged there
@@ -252,7 +252,7 @@ def main(argv=None):
                 "mu_fidelity": float(np.mean(host(mu(params, x, y, maps,
                                                      key=jax.random.key(2))))),
                 "robustness_sr": float(np.mean(host(rob(params, x, y, maps)))),
-                "seconds_per_image": seconds, "compile_seconds": max(first - seconds * n, 0.0),
+                "seconds_per_image": seconds, "compile_seconds": compile_seconds,
                 "settings": str(kwargs)},
                 meta={"n": n, "device": jax.devices()[0].device_kind})
     cols = ["deletion", "insertion", "mu_fidelity", "robustness_sr", "seconds_per_image",
