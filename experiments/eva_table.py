@@ -18,7 +18,7 @@ earlier setting (0.02 on ``small_cnn``, logit intervals about 155 wide) every bo
 
 Every method explains the true class and is scored by Deletion and Insertion (probabilities;
 lower / higher is better), MuFidelity (higher) and Robustness-S_r (l_inf, fractions 5..25%, lower),
-with the time per explained image (second call, compilation excluded). Greedy-AS (Hsieh et al.,
+with the time per explained image (one execution after ahead-of-time compilation). Greedy-AS (Hsieh et al.,
 ICLR 2021) is the paper's robustness baseline. Writes ``<out>/eva_table_<mode>.{json,md}``
 (resumable per network and row).
 
