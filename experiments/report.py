@@ -193,7 +193,26 @@ def mege():
             ("one-correct pairs", "pairs_diff", "d", None),
             ("distances dropped", "pairs_dropped", "d", None),
             ("seconds", "seconds", ".1f", None), ("settings", "settings", "", None)]
-    return metric_table(list(r.items()), cols)
+    return metric_table([(k, v) for k, v in r.items() if "/" not in k], cols)
+
+
+def mege_random():
+    r = rows("mege_reco_full")
+    body = [[m, f"{r[m]['mege']:.3f}", f"{v['mege']:.3f}", f"{r[m]['reco']:.3f}",
+             f"{v['reco']:.3f}", f"{r[m]['held_out_accuracy']:.3f}",
+             f"{v['held_out_accuracy']:.3f}"]
+            for k, v in r.items() if k.startswith("random_labels/")
+            for m in [k.split("/", 1)[1]]]
+    return table(["method", "MeGe, true labels", "MeGe, permuted labels", "ReCo, true labels",
+                  "ReCo, permuted labels", "held-out accuracy, true", "held-out accuracy, permuted"],
+                 body)
+
+
+def _random_label_drops(key):
+    r = rows("mege_reco_full")
+    pairs = [(r[k.split("/", 1)[1]][key], v[key]) for k, v in r.items()
+             if k.startswith("random_labels/")]
+    return sum(b < a for a, b in pairs), len(pairs)
 
 
 UTILITY = {"baseline": "baseline", "control": "control (random maps)", "saliency": "saliency",
@@ -390,7 +409,8 @@ TABLES = {"eva_mlp": lambda: eva_net("mlp"), "eva_small_cnn": lambda: eva_net("s
           "eva_lipschitz_cnn": lambda: eva_net("lipschitz_cnn"), "eva_bounds": eva_bounds,
           "eva_sweep": eva_sweep, "eva_paper": eva_paper,
           "sobol_budget": sobol_budget, "sobol_ablation": sobol_ablation,
-          "sobol_defaults_h200": sobol_defaults_h200, "mege": mege, "utility": utility,
+          "sobol_defaults_h200": sobol_defaults_h200, "mege": mege, "mege_random": mege_random,
+          "utility": utility,
           "lipschitz_robustness": lipschitz_robustness, "lipschitz_saliency": lipschitz_saliency,
           "lipschitz_mege": lipschitz_mege,
           "harmonization_swatch": lambda: harmonization("swatch"),
@@ -478,6 +498,9 @@ def _harm(prefix, cond, key="accuracy"):
 
 
 DERIVED.update({
+    "mege_random_lower": lambda: _random_label_drops("mege")[0],
+    "reco_random_lower": lambda: _random_label_drops("reco")[0],
+    "mege_random_methods": lambda: _random_label_drops("mege")[1],
     "harm_swatch_plain_accuracy": lambda: _harm("swatch/", "lambda=0"),
     "harm_swatch_abs1_accuracy": lambda: _harm("swatch/", "abs lambda=1"),
     "harm_swatch_nodecoy_accuracy": lambda: _harm("swatch/", "no decoy"),
