@@ -146,6 +146,7 @@ def eva_paper():
 
 # ------------------------------------------------------------------------------------- Sobol
 SOBOL_METHODS = ("sobol", "hsic", "rise", "occlusion")
+BUDGETS_SHOWN = (264, 528, 1056)
 FIDELITY = [("Deletion ↓", "deletion", ".3f", True), ("Insertion ↑", "insertion", ".3f", False),
             ("MuFidelity ↑", "mu_fidelity", ".3f", False)]
 TIMES = [("s / image", "seconds_per_image", ".4f", None),
@@ -488,7 +489,7 @@ for _net in EVA_NETS:
     DERIVED[f"methods_{_net}"] = lambda n=_net: sum(
         k.startswith(n + "/") and not k.endswith("/bounds") for k in rows("eva_table_full"))
 for _m in SOBOL_METHODS[:3]:
-    for _b in (264, 528, 1056, 2112):
+    for _b in BUDGETS_SHOWN:
         for _key in ("deletion", "insertion", "mu_fidelity", "overhead"):
             DERIVED[f"{_m}_{_b}_{_key}"] = lambda m=_m, b=_b, k=_key: _sobol_at(m, b, k)
 

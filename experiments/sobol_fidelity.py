@@ -6,7 +6,7 @@
 
 The Sobol paper (Fel et al., NeurIPS 2021) claims fidelity on par with the best black-box methods
 for fewer forward passes. Each black-box method is run at matched budgets of forward passes per
-image: Sobol at ``nb_design (d + 2)`` with ``d = 64`` cells (grid 8, nb_design 4..32: 264 to 2112
+image: Sobol at ``nb_design (d + 2)`` with ``d = 64`` cells (grid 8, nb_design 4..16: 264 to 1056
 passes), HSIC with as many binary masks, RISE with as many masks; occlusion's cost is set by its
 window grid, so its points sit at their own counts (``1 + windows``). Every map is scored by
 Deletion and Insertion (probabilities; lower / higher is better) and MuFidelity (higher), and
@@ -16,7 +16,7 @@ the same batch size. The ablations of the paper: the design (Sobol, Halton,
 Latin hypercube, plain Monte Carlo), the estimator, and the perturbation, at 528 passes.
 
 Writes ``<out>/sobol_fidelity_<target>_<mode>.{json,md,png}`` (resumable per row). The photos
-target is a GPU run (one photo at 2112 passes is minutes on a 2-core CPU).
+target is a GPU run (one photo at 1056 passes is minutes on a 2-core CPU).
 """
 
 import argparse
@@ -38,7 +38,7 @@ import xjax  # noqa: E402
 A, M = xjax.attributions, xjax.metrics
 
 GRID = 8                                   # d = 64 cells: Sobol costs nb_design * 66 passes
-BUDGETS = (264, 528, 1056, 2112)
+BUDGETS = (264, 528, 1056)
 ABLATION_BUDGET = 528
 OCCLUSION = ({"patch_size": 14, "patch_stride": 7}, {"patch_size": 7, "patch_stride": 3},
              {"patch_size": 4, "patch_stride": 2}, {"patch_size": 4, "patch_stride": 1})
