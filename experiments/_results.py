@@ -98,6 +98,21 @@ class Results:
             f.write(self.markdown(columns, title, command))
 
 
+def run_timed(fn, *args):
+    """``jax.jit(fn)`` compiled ahead of time, then executed once: ``(output, compile seconds,
+    execution seconds)``, so the execution time excludes compilation."""
+    import time
+
+    import jax
+
+    t = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    compile_seconds = time.perf_counter() - t
+    t = time.perf_counter()
+    out = jax.block_until_ready(compiled(*args))
+    return out, compile_seconds, time.perf_counter() - t
+
+
 def write_report(path: str, text: str) -> None:
     """Write a markdown report and print it."""
     with open(path, "w") as f:

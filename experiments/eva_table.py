@@ -31,7 +31,6 @@ is minutes on a 2-core CPU).
 
 import os
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +39,7 @@ import optax
 from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _results import Results, fashion_mnist_args  # noqa: E402
+from _results import Results, fashion_mnist_args, run_timed  # noqa: E402
 
 import xjax  # noqa: E402
 
@@ -171,13 +170,9 @@ def photos(args):
         else:
             e = A.from_name(name, model, batch_size=bs, **kw)
         key = jax.random.key(1) if name in A.STOCHASTIC or name == "eva_empirical" else None
-        run = jax.jit(lambda p, a, b, e=e, key=key: dp(e)(p, a, b, key=key))
-        t = time.perf_counter()
-        compiled = run.lower(params, x, y).compile()
-        compile_seconds = time.perf_counter() - t
-        t = time.perf_counter()
-        maps = jax.block_until_ready(compiled(params, x, y))
-        seconds = (time.perf_counter() - t) / n
+        maps, compile_seconds, seconds = run_timed(
+            lambda p, a, b, e=e, key=key: dp(e)(p, a, b, key=key), params, x, y)
+        seconds /= n
         row = {k: float(np.mean(host(m(params, x, y, maps, key=jax.random.key(2))
                                      if k == "mu_fidelity" else m(params, x, y, maps))))
                for k, m in metrics.items()}
@@ -238,13 +233,9 @@ def main(argv=None):
             if name.startswith("eva"):
                 kwargs["epsilon"] = epsilon
             key = jax.random.key(1) if name in A.STOCHASTIC else None
-            run = jax.jit(lambda p, a, b, e=e, key=key: e(p, a, b, key=key))
-            t = time.perf_counter()
-            compiled = run.lower(params, x, y).compile()        # ahead of time: timed apart
-            compile_seconds = time.perf_counter() - t
-            t = time.perf_counter()
-            maps = compiled(params, x, y).block_until_ready()
-            seconds = (time.perf_counter() - t) / n
+            maps, compile_seconds, seconds = run_timed(
+                lambda p, a, b, e=e, key=key: e(p, a, b, key=key), params, x, y)
+            seconds /= n
             results.add(f"{net}/{name}", {
                 # per-image scores come back to the host, then are averaged there
                 "deletion": float(np.mean(host(deletion(params, x, y, maps)))),

@@ -31,7 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _results import Results, start_devices  # noqa: E402
+from _results import Results, run_timed, start_devices  # noqa: E402
 
 import xjax  # noqa: E402
 
@@ -173,13 +173,9 @@ def main(argv=None):
         name, kw, passes = rows[key_]
         e = A.from_name(name, model, batch_size=bs, **kw)
         rng = jax.random.key(0) if name in A.STOCHASTIC else None
-        run = jax.jit(lambda p, a, b, e=e, rng=rng: dp(e)(p, a, b, key=rng))
-        t = time.perf_counter()
-        compiled = run.lower(params, x, y).compile()
-        compile_seconds = time.perf_counter() - t
-        t = time.perf_counter()
-        maps = jax.block_until_ready(compiled(params, x, y))
-        seconds = (time.perf_counter() - t) / n
+        maps, compile_seconds, seconds = run_timed(
+            lambda p, a, b, e=e, rng=rng: dp(e)(p, a, b, key=rng), params, x, y)
+        seconds /= n
         s = {k: float(np.mean(host(v)))
              for k, v in score(params, x, y, maps, jax.random.key(2)).items()}
         results.add(key_, {**s, "forward_passes": passes, "seconds_per_image": seconds,
