@@ -100,7 +100,8 @@ EVA_NETS = {"mlp": "2 x 100 ReLU MLP", "small_cnn": "small_cnn",
             "lipschitz_cnn": "1-Lipschitz CNN"}
 EVA_METHODS = {"eva": "EVA (CROWN-IBP)", "eva_ibp": "EVA (IBP)", "saliency": "saliency",
                "gradient_input": "gradient x input", "smoothgrad": "SmoothGrad",
-               "integrated_gradients": "integrated gradients", "grad_cam": "Grad-CAM",
+               "vargrad": "VarGrad", "integrated_gradients": "integrated gradients",
+               "grad_cam": "Grad-CAM", "grad_cam_pp": "Grad-CAM++",
                "occlusion": "occlusion", "rise": "RISE", "sobol": "Sobol",
                "greedy_as": "Greedy-AS"}
 SCORES = [("Deletion ↓", "deletion", ".3f", True), ("Insertion ↑", "insertion", ".3f", False),
@@ -500,7 +501,8 @@ for _net in EVA_NETS:
                              ("robustness_sr", True)):
             DERIVED[f"rank_{_net}_{_m}_{_key}"] = (
                 lambda n=_net, m=_m, k=_key, lo=_lower: _rank(n, m, k, lo))
-    DERIVED[f"speedup_{_net}"] = lambda n=_net: _speedup(n)
+    if _net != "lipschitz_cnn":
+        DERIVED[f"speedup_{_net}"] = lambda n=_net: _speedup(n)
     DERIVED[f"methods_{_net}"] = lambda n=_net: sum(
         k.startswith(n + "/") and not k.endswith("/bounds") for k in rows("eva_table_full"))
 for _m in SOBOL_METHODS[:3]:
