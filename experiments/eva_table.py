@@ -80,7 +80,7 @@ def build(name, model, kwargs, epsilon):
 def mlp_fn(params, x):
     h = x.reshape(x.shape[0], -1)
     for i, layer in enumerate(params):
-        h = h @ layer["w"] + layer["b"]
+        h = h @ layer["w"] + layer["b"][None, :]
         if i < len(params) - 1:
             h = jax.nn.relu(h)
     return h
