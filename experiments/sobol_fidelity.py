@@ -77,7 +77,10 @@ def plan(quick, h, w, scale, target):
     passes = base["nb_design"] * (GRID * GRID + 2)
     for arg, values in ABLATIONS.items():
         for v in values[:1] if quick else values:
-            rows[f"ablation/{arg}={v}"] = ("sobol", {**base, arg: v}, passes)
+            kw = {**base, arg: v}
+            if v in ("latin_hypercube", "uniform"):            # random designs need a seed
+                kw["design_seed"] = 0
+            rows[f"ablation/{arg}={v}"] = ("sobol", kw, passes)
     return rows
 
 
@@ -171,7 +174,10 @@ def main(argv=None):
     todo = [k for k in rows if not results.done(k)]
     for key_ in tqdm(todo, desc=f"{args.target} rows"):
         name, kw, passes = rows[key_]
-        e = A.from_name(name, model, batch_size=bs, **kw)
+        call = dict(kw)
+        if "design_seed" in call:
+            call["design_key"] = jax.random.key(call.pop("design_seed"))
+        e = A.from_name(name, model, batch_size=bs, **call)
         rng = jax.random.key(0) if name in A.STOCHASTIC else None
         maps, compile_seconds, seconds = run_timed(
             lambda p, a, b, e=e, rng=rng: dp(e)(p, a, b, key=rng), params, x, y)
