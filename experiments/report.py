@@ -521,10 +521,28 @@ for _m in SOBOL_METHODS[:3]:
             DERIVED[f"{_m}_{_b}_{_key}"] = lambda m=_m, b=_b, k=_key: _sobol_at(m, b, k)
 
 
+REFERENCE = {"sampler": "sobol", "estimator": "jansen", "perturbation": "inpainting"}
+
+
+def _ablation_best(arg, key, lower):
+    """The best choice of ``arg`` (the reference included) on ``key`` at the ablation budget."""
+    r = rows("sobol_fidelity_fmnist_full")
+    ref = r[f"sobol/{r_budget(r)}"]
+    cands = {REFERENCE[arg]: ref[key]}
+    cands.update({k.split("=", 1)[1]: v[key] for k, v in r.items()
+                  if k.startswith(f"ablation/{arg}=")})
+    pick = min if lower else max
+    return pick(cands, key=cands.get)
+
+
 def _harm(prefix, cond, key="accuracy"):
     return harmonization_stats(prefix)[cond][key][0]
 
 
+for _arg in ("sampler", "estimator", "perturbation"):
+    for _key, _lower in (("deletion", True), ("insertion", False), ("mu_fidelity", False)):
+        DERIVED[f"ablation_best_{_arg}_{_key}"] = (
+            lambda a=_arg, k=_key, lo=_lower: _ablation_best(a, k, lo))
 DERIVED.update({
     "lip_mege_wins_matched": lambda: _lipschitz_mege_wins("small_cnn_matched", "mege"),
     "lip_reco_wins_matched": lambda: _lipschitz_mege_wins("small_cnn_matched", "reco"),
