@@ -410,7 +410,7 @@ def featviz_summary():
 def featviz_means(method):
     vs = [v for v in rows("featviz_full").values() if v["method"] == method]
     out = {k: float(np.mean([v[k] for v in vs])) for k, x in vs[0].items()
-           if isinstance(x, (int, float)) and not isinstance(x, str)}
+           if isinstance(x, (int, float))}
     out["device"] = vs[0]["device"]
     return out
 
