@@ -13,7 +13,7 @@ from typing import Any
 
 from jax.extend import core as jcore
 
-__all__ = ["CALL_PRIMITIVES", "bind", "call_body"]
+__all__ = ["CALL_PRIMITIVES", "bind", "call_body", "walk"]
 
 # primitive name -> parameter holding the body, in the order the versions of JAX have used
 CALL_PRIMITIVES: dict[str, tuple[str, ...]] = {
@@ -49,3 +49,33 @@ def call_body(prim, params: dict) -> jcore.ClosedJaxpr | None:
         if isinstance(sub, jcore.Jaxpr):
             return jcore.ClosedJaxpr(sub, ())
     return None
+
+
+def walk(jaxpr: jcore.Jaxpr, consts, args, visit) -> list:
+    """Evaluate ``jaxpr`` on ``args``, letting ``visit`` take over any equation.
+
+    ``visit(eqn, invals)`` returns the equation's outputs (a list), or ``None`` for the default:
+    a call primitive's body is walked in place (with the same ``visit``), any other primitive is
+    bound again. Literals are read as their values and dropped outputs are skipped, the same way
+    for every interpreter built on this walker (certified bounds, guided backprop / DeconvNet).
+    """
+    env = {}
+
+    def read(v):
+        return v.val if isinstance(v, jcore.Literal) else env[v]
+
+    for var, val in zip(jaxpr.constvars, consts, strict=True):
+        env[var] = val
+    for var, val in zip(jaxpr.invars, args, strict=True):
+        env[var] = val
+    for eqn in jaxpr.eqns:
+        invals = [read(v) for v in eqn.invars]
+        outs = visit(eqn, invals)
+        if outs is None:
+            body = call_body(eqn.primitive, eqn.params)
+            outs = (walk(body.jaxpr, body.consts, invals, visit) if body is not None
+                    else bind(eqn.primitive, eqn.params, invals))
+        for var, val in zip(eqn.outvars, outs, strict=True):
+            if not isinstance(var, jcore.DropVar):
+                env[var] = val
+    return [read(v) for v in jaxpr.outvars]

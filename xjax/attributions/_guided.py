@@ -2,7 +2,9 @@
 
 The model is traced to a jaxpr and re-evaluated by a small interpreter that replaces every
 rectifier ``max(v, 0)`` (``jax.nn.relu``, the lower clip of ``relu6``, ``jnp.maximum(v, 0)``)
-by a function with the same forward value and a modified backward rule. The interpreter
+by a function with the same forward value and a modified backward rule: a two-entry table of
+rewritten rules (`max` against a zero, and the shape ops that keep a zero a zero) driving the
+shared walker `xjax._internal.jaxpr.walk`, which
 recurses into ``jit`` / ``pjit`` sub-jaxprs and ``custom_jvp`` / ``custom_vjp`` calls (which is
 how ``jax.nn.relu`` is traced); rectifiers inside control flow (``scan``, ``cond``, ``while``)
 keep their ordinary gradient.
@@ -14,11 +16,10 @@ keep their ordinary gradient.
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 from jax.extend import core as jcore
 from jaxtyping import Array, Float
 
-from xjax._internal.jaxpr import bind, call_body
+from xjax._internal.jaxpr import bind, walk
 from xjax.attributions._common import (
     check_batch_size,
     check_inputs,
@@ -50,47 +51,47 @@ def _rectifier(policy: str):
     return rect
 
 
-_ZERO_PRESERVING = {"broadcast_in_dim", "convert_element_type", "reshape", "squeeze",
-                    "expand_dims", "transpose"}
+# primitives whose output is all zeros when their first operand is (a broadcast or reshaped 0 is
+# still the rectifier's 0)
+_ZERO_PRESERVING = ("broadcast_in_dim", "convert_element_type", "reshape", "squeeze",
+                    "expand_dims", "transpose")
 
 
 def _is_zero_literal(v) -> bool:
     return isinstance(v, jcore.Literal) and np.all(np.asarray(v.val) == 0)
 
 
-def _eval(jaxpr, consts, args, rect):
-    env, zeros = {}, set()
+def _rewrite_max(rect, is_zero, eqn, invals):
+    """``max(v, 0)`` or ``max(0, v)``: the rectifier with the rewritten backward rule."""
+    for i in (0, 1):
+        if is_zero(eqn.invars[1 - i]):
+            return [rect(jnp.broadcast_to(invals[i], eqn.outvars[0].aval.shape))]
+    return None
 
-    def read(v):
-        return v.val if isinstance(v, jcore.Literal) else env[v]
 
-    for v, c in zip(jaxpr.constvars, consts, strict=True):
-        env[v] = c
-        if isinstance(c, np.ndarray) and c.size and not np.any(c):
-            zeros.add(v)
-    for v, a in zip(jaxpr.invars, args, strict=True):
-        env[v] = a
-    for eqn in jaxpr.eqns:
-        invals = [read(v) for v in eqn.invars]
-        prim, params = eqn.primitive, eqn.params
+def _keep_zero(rect, is_zero, eqn, invals, zeros):
+    outs = bind(eqn.primitive, eqn.params, invals)
+    if is_zero(eqn.invars[0]):
+        zeros.update(eqn.outvars)
+    return outs
 
-        def zero(v):
-            return _is_zero_literal(v) or (not isinstance(v, jcore.Literal) and v in zeros)
 
-        if prim is lax.max_p and (zero(eqn.invars[0]) or zero(eqn.invars[1])):
-            other = invals[1] if zero(eqn.invars[0]) else invals[0]
-            shape = eqn.outvars[0].aval.shape
-            outs = [rect(jnp.broadcast_to(other, shape))]
-        elif (body := call_body(prim, params)) is not None:
-            outs = _eval(body.jaxpr, body.consts, invals, rect)
-        else:
-            outs = bind(prim, params, invals)
-            if prim.name in _ZERO_PRESERVING and eqn.invars and zero(eqn.invars[0]):
-                zeros.update(eqn.outvars)
-        for v, val in zip(eqn.outvars, outs, strict=True):
-            if not isinstance(v, jcore.DropVar):
-                env[v] = val
-    return [read(v) for v in jaxpr.outvars]
+def _visitor(rect, consts_of):
+    """The walker's ``visit``: a table of rewritten rules keyed by primitive name."""
+    zeros = {v for v, c in consts_of if isinstance(c, np.ndarray) and c.size and not np.any(c)}
+
+    def is_zero(v):
+        return _is_zero_literal(v) or (not isinstance(v, jcore.Literal) and v in zeros)
+
+    rules = {"max": lambda eqn, invals: _rewrite_max(rect, is_zero, eqn, invals),
+             **dict.fromkeys(_ZERO_PRESERVING,
+                             lambda eqn, invals: _keep_zero(rect, is_zero, eqn, invals, zeros))}
+
+    def visit(eqn, invals):
+        rule = rules.get(eqn.primitive.name)
+        return None if rule is None or not eqn.invars else rule(eqn, invals)
+
+    return visit
 
 
 def rewrite_relu_gradients(model_fn: ModelFn, policy: str = "guided") -> ModelFn:
@@ -104,7 +105,8 @@ def rewrite_relu_gradients(model_fn: ModelFn, policy: str = "guided") -> ModelFn
         closed = jax.make_jaxpr(model_fn, return_shape=True)(params, x)
         closed, out_shape = closed
         flat = jax.tree.leaves((params, x))
-        outs = _eval(closed.jaxpr, closed.consts, flat, rect)
+        visit = _visitor(rect, zip(closed.jaxpr.constvars, closed.consts, strict=True))
+        outs = walk(closed.jaxpr, closed.consts, flat, visit)
         return jax.tree.unflatten(jax.tree.structure(out_shape), outs)
 
     return rewritten

@@ -1,0 +1,198 @@
+"""CROWN (Zhang et al., 2018): linear bounds propagated backward over the tape, from the output
+(or a spec ``C``) to the input box.
+
+Each equation is handled by the first of three table lookups that applies: an affine primitive
+(:data:`AFFINE`, conditions on which operands depend on the box) is transposed exactly with
+``jax.vjp``; a primitive of :data:`xjax.bounds._relax.RELAXATIONS` contributes its linear
+relaxation; anything else is concretized with its interval (sound, looser). Passing values
+unchanged (``stop_gradient``, ``optimization_barrier``) is the identity, whatever its derivative.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from xjax._internal.jaxpr import bind
+from xjax.bounds._interval import Node, Tape, concretize, is_node, sum_tail
+from xjax.bounds._relax import RELAXATIONS
+
+__all__ = ["AFFINE", "backward", "identity_spec", "relaxed", "tighten"]
+
+_F32 = jnp.float32
+
+
+def _nodes(inputs):
+    return [i for i, v in enumerate(inputs) if is_node(v)]
+
+
+def _always(params, inputs):
+    return True
+
+
+def _one_operand(params, inputs):
+    return len(_nodes(inputs)) == 1
+
+
+def _numerator(params, inputs):
+    return _nodes(inputs) == [0]
+
+
+def _constant_at(positions):
+    return lambda params, inputs: not any(i in _nodes(inputs) for i in positions(len(inputs)))
+
+
+def _exact_cast(params, inputs):
+    """A cast is affine only when it is exact (a widening float cast); a narrowing one rounds
+    (bfloat16 compute) and has its own relaxation."""
+    src, dst = inputs[0].lo.dtype, params["new_dtype"]
+    if not (jnp.issubdtype(src, jnp.floating) and jnp.issubdtype(dst, jnp.floating)):
+        return False
+    a, b = jnp.finfo(src), jnp.finfo(dst)
+    return b.nmant >= a.nmant and b.maxexp >= a.maxexp and b.minexp <= a.minexp
+
+
+# affine in the box-dependent operands when the condition holds
+AFFINE = {
+    **dict.fromkeys(("add", "sub", "neg", "reduce_sum", "reshape", "transpose", "broadcast_in_dim",
+                     "squeeze", "concatenate", "slice", "copy", "reduce_window_sum", "rev",
+                     "cumsum", "split", "stack"), _always),
+    **dict.fromkeys(("mul", "dot_general", "conv_general_dilated"), _one_operand),
+    "div": _numerator,
+    "convert_element_type": _exact_cast,
+    "select_n": _constant_at(lambda n: [0]),
+    "dynamic_slice": _constant_at(lambda n: range(1, n)),
+    "gather": _constant_at(lambda n: [1]),
+    "pad": _constant_at(lambda n: [1]),
+}
+# the identity on values, whatever their derivative says (stop_gradient's vjp is 0)
+_IDENTITY = ("stop_gradient", "optimization_barrier")
+
+
+def relaxed(eqn) -> bool:
+    """Whether ``eqn`` is relaxed (neither affine nor passed through): its inputs' bounds matter."""
+    name = eqn.prim.name
+    if name in _IDENTITY or (name in AFFINE and AFFINE[name](eqn.params, eqn.inputs)):
+        return False
+    rule = RELAXATIONS.get(name)
+    return rule is not None and rule.applies(eqn)
+
+
+def _affine(eqn, outs):
+    var = _nodes(eqn.inputs)
+
+    def g(*vs):
+        args = list(eqn.inputs)
+        for i, v in zip(var, vs, strict=True):
+            args[i] = v
+        return tuple(bind(eqn.prim, eqn.params, args))
+
+    zeros = [jnp.zeros(eqn.inputs[i].shape, eqn.inputs[i].lo.dtype) for i in var]
+    offsets, vjp = jax.vjp(g, *zeros)
+    s_len = next(c for c in outs if c is not None).shape[0]
+    cots = tuple(jnp.zeros((s_len,) + o.shape, o.dtype) if c is None else c.astype(o.dtype)
+                 for c, o in zip(outs, offsets, strict=True))
+    bias = sum(sum_tail(c.astype(_F32), o[None].astype(_F32))
+               for c, o in zip(cots, offsets, strict=True))
+    grads = jax.vmap(vjp)(cots)
+    return [(eqn.inputs[i], gi.astype(_F32)) for i, gi in zip(var, grads, strict=True)], bias
+
+
+def _identity(eqn, outs):
+    contributions, bias = [], 0.0
+    for v, lam in zip(eqn.inputs, outs, strict=True):
+        if lam is None:
+            continue
+        if is_node(v):
+            contributions.append((v, lam))
+        else:                                 # a constant passed through: its exact value
+            bias = bias + sum_tail(lam, jnp.broadcast_to(jnp.asarray(v, _F32), lam.shape[1:])[None])
+    return contributions, bias
+
+
+def _concretized(eqn, outs, bounds_of):
+    bias = 0.0
+    for o, lam in zip(eqn.outputs, outs, strict=True):
+        if lam is not None:
+            lo, hi = bounds_of(o)
+            bias = bias + concretize(lam, lo[None].astype(_F32), hi[None].astype(_F32))
+    return [], bias
+
+
+def _step(eqn, outs, bounds_of, alpha):
+    name = eqn.prim.name
+    if name in _IDENTITY:
+        return _identity(eqn, outs)
+    if name in AFFINE and AFFINE[name](eqn.params, eqn.inputs):
+        return _affine(eqn, outs)
+    rule = RELAXATIONS.get(name)
+    if rule is not None and rule.applies(eqn) and len(outs) == 1 and outs[0] is not None:
+        result = rule.fn(eqn, [outs[0].astype(_F32)], bounds_of, alpha)
+        if result is not None:
+            return result
+    return _concretized(eqn, outs, bounds_of)
+
+
+def backward(tape: Tape, target: Node, lam, bounds_of, x_node: Node, x_lo, x_hi, alphas=None):
+    """Lower bounds of ``sum(lam * target)`` over the box: ``f32[S, B]``. ``lam: [S, B, ...]``;
+    ``alphas``: optional ``{output node index: f32[S, B, ...]}`` free parameters in [0, 1]."""
+    coeffs = {target.index: lam.astype(_F32)}
+    bias = jnp.zeros(lam.shape[:2], _F32)
+    for eqn in reversed(tape.eqns):
+        if eqn.outputs[0].index > target.index:
+            continue
+        outs = [coeffs.pop(o.index, None) for o in eqn.outputs]
+        if all(c is None for c in outs):
+            continue
+        alpha = None if alphas is None else alphas.get(eqn.outputs[0].index)
+        contributions, b = _step(eqn, outs, bounds_of, alpha)
+        bias = bias + b
+        for node, coef in contributions:
+            prev = coeffs.get(node.index)
+            coeffs[node.index] = coef if prev is None else prev + coef
+    lam_x = coeffs.pop(x_node.index, None)
+    if lam_x is not None:
+        bias = bias + concretize(lam_x, x_lo[None].astype(_F32), x_hi[None].astype(_F32))
+    for idx, lam_left in coeffs.items():      # nodes reached but not produced by an equation
+        lo, hi = bounds_of(tape.nodes[idx])
+        bias = bias + concretize(lam_left, lo[None].astype(_F32), hi[None].astype(_F32))
+    return bias
+
+
+def identity_spec(shape, dtype=_F32):
+    """``[S, B, *rest]`` one-hot per example element, S = prod(rest)."""
+    b, rest = shape[0], shape[1:]
+    s = int(np.prod(rest)) if rest else 1
+    eye = jnp.eye(s, dtype=dtype).reshape((s, 1) + tuple(rest))
+    return jnp.broadcast_to(eye, (s, b) + tuple(rest))
+
+
+def two_sided(tape, node, lam, bounds_of, x_node, lower, upper, alphas=None):
+    """``(lower, upper)`` of ``lam . node`` per spec row: ``[B, S]`` each (one pass on
+    ``[lam; -lam]``)."""
+    both = jnp.concatenate([lam, -lam], axis=0)
+    lb = backward(tape, node, both, bounds_of, x_node, lower, upper, alphas)
+    s = lam.shape[0]
+    return lb[:s].T, -lb[s:].T
+
+
+def tighten(tape, x_node, lower, upper) -> dict:
+    """CROWN intermediate bounds: every input of a relaxed equation bounded by its own backward
+    pass (in tape order, each pass using the bounds tightened before it), intersected with IBP."""
+    tightened: dict[int, tuple] = {}
+
+    def bounds_of(node):
+        return tightened.get(node.index, (node.lo, node.hi))
+
+    for eqn in tape.eqns:
+        if not relaxed(eqn):
+            continue
+        for pre in eqn.inputs:
+            if not is_node(pre) or pre.index == x_node.index or pre.index in tightened \
+                    or not jnp.issubdtype(pre.lo.dtype, jnp.floating):
+                continue
+            lo, hi = two_sided(tape, pre, identity_spec(pre.shape), bounds_of, x_node, lower,
+                               upper)
+            lo = jnp.maximum(lo.reshape(pre.shape), pre.lo.astype(_F32))
+            hi = jnp.minimum(hi.reshape(pre.shape), pre.hi.astype(_F32))
+            tightened[pre.index] = (lo, hi)
+    return tightened

@@ -1,0 +1,358 @@
+"""Interval bound propagation (Gowal et al., 2018): one interval rule per primitive, in a table.
+
+:func:`trace` walks the model's jaxpr once (the shared walker of :mod:`xjax._internal.jaxpr`
+inlines call primitives); every value that depends on the input box becomes a node with an
+interval, recorded on a :class:`~xjax.bounds._interval.Tape` for the linear (CROWN) passes.
+Everything else is evaluated concretely, so its values may be traced.
+
+A few primitives are *lowered* before their rule applies (:data:`LOWERINGS`): a division by a
+box-dependent value becomes a product with its reciprocal, ``max``/``min`` of two box-dependent
+values becomes a rectifier of their difference, and ``clamp`` a ``max`` then a ``min``. The
+linear relaxations then only need the elementwise, bilinear and rectifier cases.
+"""
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from xjax._internal.jaxpr import bind, call_body, walk
+from xjax.bounds._interval import Eqn, Node, Tape, endpoints, is_node, products
+from xjax.bounds._relax import NAMED_CALLS, NamedCall, named_interval
+
+__all__ = ["IBP_RULES", "LOWERINGS", "emit", "trace"]
+
+
+def _increasing(prim, params, inputs):
+    """Non-decreasing in every box-dependent operand: the bounds are the images of the ends."""
+    los = bind(prim, params, [endpoints(v)[0] for v in inputs])
+    his = bind(prim, params, [endpoints(v)[1] for v in inputs])
+    return list(zip(los, his, strict=True))
+
+
+def _decreasing(prim, params, inputs):
+    (x,) = inputs
+    return [(bind(prim, params, [x.hi])[0], bind(prim, params, [x.lo])[0])]
+
+
+def _on_domain(floor):
+    """An increasing function defined on ``[floor, inf)``: bounds that leave it are clipped."""
+    def rule(prim, params, inputs):
+        (x,) = inputs
+        return _increasing(prim, params, [Node(jnp.maximum(x.lo, floor), jnp.maximum(x.hi, floor),
+                                               x.index)])
+    return rule
+
+
+def _rsqrt(prim, params, inputs):
+    (x,) = inputs
+    return [(lax.rsqrt(jnp.maximum(x.hi, 0.0)), lax.rsqrt(jnp.maximum(x.lo, 0.0)))]
+
+
+def _sub(prim, params, inputs):
+    (a_lo, a_hi), (b_lo, b_hi) = (endpoints(v) for v in inputs)
+    return [(a_lo - b_hi, a_hi - b_lo)]
+
+
+def _neg(prim, params, inputs):
+    return [(-inputs[0].hi, -inputs[0].lo)]
+
+
+def _center_radius(prim, params, inputs, var):
+    """A bilinear primitive with one box operand (position ``var``): |W| acts on the radius."""
+    node = inputs[var]
+    mid, rad = (node.lo + node.hi) / 2.0, (node.hi - node.lo) / 2.0
+    m = bind(prim, params, [mid if i == var else v for i, v in enumerate(inputs)])[0]
+    r = bind(prim, params, [rad if i == var else jnp.abs(v) for i, v in enumerate(inputs)])[0]
+    return [(m - r, m + r)]
+
+
+def _bilinear(prim, params, inputs):
+    nodes = [i for i, v in enumerate(inputs) if is_node(v)]
+    if len(nodes) == 1:
+        return _center_radius(prim, params, inputs, nodes[0])
+    a, b = inputs
+    if prim.name == "mul" and a is b:                       # x * x: a square
+        return [_power(a, 2)]
+    if prim.name == "mul":
+        return [products(a.lo, a.hi, b.lo, b.hi)]
+    # an interval matrix product (attention scores Q K^T): with A = Ac +- Ar and B = Bc +- Br,
+    # AB lies in Ac Bc +- (|Ac| Br + Ar |Bc| + Ar Br)
+    ac, ar = (a.lo + a.hi) / 2.0, (a.hi - a.lo) / 2.0
+    bc, br = (b.lo + b.hi) / 2.0, (b.hi - b.lo) / 2.0
+    dot = lambda u, v: bind(prim, params, [u, v])[0]
+    m = dot(ac, bc)
+    r = dot(jnp.abs(ac), br) + dot(ar, jnp.abs(bc)) + dot(ar, br)
+    return [(m - r, m + r)]
+
+
+def _div(prim, params, inputs):
+    """``a / b`` for a constant ``b`` (a box-dependent ``b`` is lowered to a reciprocal)."""
+    a, b = inputs
+    mid, rad = (a.lo + a.hi) / 2.0, (a.hi - a.lo) / 2.0
+    m, r = bind(prim, params, [mid, b])[0], bind(prim, params, [rad, jnp.abs(b)])[0]
+    return [(m - r, m + r)]
+
+
+def _power(x, y: int):
+    """Bounds of ``x ** y`` for an integer ``y``.
+
+    ``y >= 0``: odd powers are increasing; even powers decrease then increase (minimum 0 when the
+    box straddles 0). ``y < 0``: ``x ** y = 1 / x ** |y|`` is monotone on a box of constant sign
+    (decreasing for x > 0; for x < 0 decreasing when y is odd, increasing when y is even), and
+    unbounded on a box that contains the pole at 0: ``(-inf, inf)`` for odd y, and
+    ``[min(lo ** y, hi ** y), inf)`` for even y (positive everywhere).
+    """
+    lo, hi = x.lo, x.hi
+    p = lambda v: lax.integer_pow(v, y)
+    if y == 0:
+        return jnp.ones_like(lo), jnp.ones_like(hi)
+    if y > 0 and y % 2 == 1:
+        return p(lo), p(hi)
+    if y > 0:
+        a, b = jnp.abs(lo), jnp.abs(hi)
+        straddle = (lo < 0) & (hi > 0)
+        return jnp.where(straddle, jnp.zeros_like(lo), p(jnp.minimum(a, b))), p(jnp.maximum(a, b))
+    pole = (lo <= 0) & (hi >= 0)
+    if y % 2 == 1:                       # odd negative: decreasing on each side of the pole
+        # the where keeps the pole's 1/0 out of values and gradients
+        lo_s, hi_s = (jnp.where(pole, 1.0, v).astype(v.dtype) for v in (lo, hi))
+        return jnp.where(pole, -jnp.inf, p(hi_s)), jnp.where(pole, jnp.inf, p(lo_s))
+    # even negative: |x| ** y, decreasing in |x|, which spans [near, far] on the box
+    a, b = jnp.abs(lo), jnp.abs(hi)
+    near, far = jnp.where(pole, jnp.zeros_like(a), jnp.minimum(a, b)), jnp.maximum(a, b)
+    inv = lambda v: jnp.where(v > 0, p(jnp.where(v > 0, v, 1.0).astype(v.dtype)), jnp.inf)
+    return inv(far), inv(near)
+
+
+def _pow_rule(prim, params, inputs):
+    return [_power(inputs[0], params.get("y", 2))]
+
+
+def _abs(prim, params, inputs):
+    (x,) = inputs
+    straddle = (x.lo < 0) & (x.hi > 0)
+    a, b = jnp.abs(x.lo), jnp.abs(x.hi)
+    return [(jnp.where(straddle, 0.0, jnp.minimum(a, b)).astype(a.dtype), jnp.maximum(a, b))]
+
+
+def _select_n(prim, params, inputs):
+    """``select_n(which, *cases)``; a box-dependent ``which`` (a bounded predicate, from a
+    comparison) gives the hull of the cases it may pick."""
+    which, cases = inputs[0], inputs[1:]
+    if not is_node(which):
+        return _increasing(prim, params, inputs)
+    w_lo, w_hi = (v.astype(jnp.int32) for v in (which.lo, which.hi))
+    los, his = [], []
+    for i, case in enumerate(cases):
+        c_lo, c_hi = endpoints(case)
+        maybe = (w_lo <= i) & (i <= w_hi)
+        los.append(jnp.where(maybe, c_lo, jnp.inf))
+        his.append(jnp.where(maybe, c_hi, -jnp.inf))
+    lo = jnp.min(jnp.stack(jnp.broadcast_arrays(*los)), axis=0)
+    hi = jnp.max(jnp.stack(jnp.broadcast_arrays(*his)), axis=0)
+    dtype = endpoints(cases[0])[0].dtype
+    return [(lo.astype(dtype), hi.astype(dtype))]
+
+
+def _greater(strict):
+    """``a >= b`` (or ``a > b``) on intervals: certainly true / possibly true."""
+    def rule(prim, params, inputs):
+        (a_lo, a_hi), (b_lo, b_hi) = (endpoints(v) for v in inputs)
+        cmp = jnp.greater if strict else jnp.greater_equal
+        return [(cmp(a_lo, b_hi), cmp(a_hi, b_lo))]
+    return rule
+
+
+def _swapped(rule):
+    return lambda prim, params, inputs: rule(prim, params, inputs[::-1])
+
+
+def _eq(prim, params, inputs):
+    (a_lo, a_hi), (b_lo, b_hi) = (endpoints(v) for v in inputs)
+    surely = (a_lo == a_hi) & (b_lo == b_hi) & (a_lo == b_lo)
+    maybe = (a_lo <= b_hi) & (b_lo <= a_hi)
+    return [(surely, maybe)]
+
+
+def _ne(prim, params, inputs):
+    ((surely, maybe),) = _eq(prim, params, inputs)
+    return [(~maybe, ~surely)]
+
+
+def _boolean(rule):
+    """Logical ``and``/``or``/``not``: monotone on booleans; bitwise on integers is not."""
+    def checked(prim, params, inputs):
+        if any(endpoints(v)[0].dtype != jnp.bool_ for v in inputs):
+            raise NotImplementedError(f"xjax.bounds: {prim.name} on integers (bitwise) has no rule")
+        return rule(prim, params, inputs)
+    return checked
+
+
+def _not(prim, params, inputs):
+    (x,) = inputs
+    return [(~x.hi, ~x.lo)]
+
+
+def _constant_operands(positions, what):
+    """A rule that refuses a box-dependent operand at ``positions`` (indices, padding values)."""
+    def guard(rule):
+        def checked(prim, params, inputs):
+            pos = positions(len(inputs))
+            if any(is_node(inputs[i]) for i in pos):
+                raise NotImplementedError(f"xjax.bounds: {prim.name} whose {what} depends on the "
+                                          "input box has no rule")
+            return rule(prim, params, inputs)
+        return checked
+    return guard
+
+
+def _single_operand(rule):
+    def checked(prim, params, inputs):
+        if len(inputs) != 1:
+            raise NotImplementedError(f"xjax.bounds: {prim.name} with several operands (argsort) "
+                                      "has no rule")
+        return rule(prim, params, inputs)
+    return checked
+
+
+# monotone non-decreasing in every box-dependent operand (constants as they are)
+_INCREASING = ("reshape", "transpose", "broadcast_in_dim", "squeeze", "stack",
+               "concatenate", "convert_element_type", "copy", "reduce_sum",
+               "reduce_max", "reduce_min", "max", "min", "exp", "exp2", "tanh", "logistic", "cbrt",
+               "erf", "add", "stop_gradient", "reduce_window_sum", "reduce_window_max",
+               "reduce_window_min", "cumsum", "cummax", "cummin", "rev", "atan", "asinh", "sinh",
+               "expm1", "reduce_precision", "optimization_barrier", "split", "floor", "ceil",
+               "round", "sign", "slice")
+
+IBP_RULES = {
+    **dict.fromkeys(_INCREASING, _increasing),
+    "sort": _single_operand(_increasing),
+    "dynamic_slice": _constant_operands(lambda n: range(1, n), "start index")(_increasing),
+    "gather": _constant_operands(lambda n: [1], "index")(_increasing),
+    "pad": _constant_operands(lambda n: [1], "padding value")(_increasing),
+    "select_n": _select_n,
+    "erfc": _decreasing,
+    "acos": _decreasing,
+    "log": _on_domain(0.0),
+    "sqrt": _on_domain(0.0),
+    "log1p": _on_domain(-1.0),
+    "rsqrt": _rsqrt,
+    "sub": _sub,
+    "neg": _neg,
+    "mul": _bilinear,
+    "dot_general": _bilinear,
+    "conv_general_dilated": _bilinear,
+    "div": _div,
+    "integer_pow": _pow_rule,
+    "square": _pow_rule,
+    "abs": _abs,
+    "ge": _greater(strict=False),
+    "gt": _greater(strict=True),
+    "le": _swapped(_greater(strict=False)),
+    "lt": _swapped(_greater(strict=True)),
+    "eq": _eq,
+    "ne": _ne,
+    "and": _boolean(_increasing),
+    "or": _boolean(_increasing),
+    "not": _boolean(_not),
+}
+
+
+def emit(tape: Tape, prim, params, inputs) -> list[Node]:
+    """Apply the interval rule of ``prim`` and record the equation on the tape."""
+    rule = named_interval if isinstance(prim, NamedCall) else IBP_RULES.get(prim.name)
+    if rule is None:
+        raise NotImplementedError(f"xjax.bounds: no bound rule for the primitive {prim.name!r}; "
+                                  f"supported: {', '.join(sorted(IBP_RULES))}")
+    outs = []
+    for lo, hi in rule(prim, params, inputs):
+        if jnp.issubdtype(lo.dtype, jnp.floating):
+            # an undefined endpoint (inf - inf, 0 * inf in a bilinear form) means "unbounded"
+            lo, hi = jnp.where(jnp.isnan(lo), -jnp.inf, lo), jnp.where(jnp.isnan(hi), jnp.inf, hi)
+        outs.append(tape.node(lo, hi))
+    tape.eqns.append(Eqn(prim, params, inputs, outs))
+    return outs
+
+
+def _zero(v):
+    return jnp.zeros((), endpoints(v)[0].dtype)
+
+
+def _lower_div(tape, prim, params, inputs):
+    a, b = inputs
+    if not is_node(b):
+        return None
+    (r,) = emit(tape, lax.integer_pow_p, {"y": -1}, [b])
+    return emit(tape, lax.mul_p, {"out_dtype": None}, [a, r])
+
+
+def _lower_max_min(tape, prim, params, inputs):
+    """``max(a, b) = b + relu(a - b)``, ``min(a, b) = a - relu(a - b)`` for two box operands."""
+    a, b = inputs
+    if not (is_node(a) and is_node(b)):
+        return None
+    (d,) = emit(tape, lax.sub_p, {}, [a, b])
+    (r,) = emit(tape, lax.max_p, {}, [d, _zero(d)])
+    return (emit(tape, lax.add_p, {}, [b, r]) if prim.name == "max"
+            else emit(tape, lax.sub_p, {}, [a, r]))
+
+
+def _lower_clamp(tape, prim, params, inputs):
+    """``clamp(low, x, high) = min(max(x, low), high)``."""
+    low, x, high = inputs
+    (m,) = _apply(tape, lax.max_p, {}, [x, low])
+    return _apply(tape, lax.min_p, {}, [m, high])
+
+
+LOWERINGS = {"div": _lower_div, "max": _lower_max_min, "min": _lower_max_min,
+             "clamp": _lower_clamp}
+IBP_RULES["clamp"] = _increasing          # listed as supported; always lowered
+
+
+def _apply(tape, prim, params, inputs):
+    if not any(is_node(v) for v in inputs):
+        return bind(prim, params, inputs)
+    lowering = LOWERINGS.get(prim.name)
+    outs = None if lowering is None else lowering(tape, prim, params, inputs)
+    return emit(tape, prim, params, inputs) if outs is None else outs
+
+
+def _named_call(eqn, body, invals) -> NamedCall | None:
+    """A ``jax.nn`` elementwise call of :data:`NAMED_CALLS` on one box operand, or ``None``."""
+    build = NAMED_CALLS.get(eqn.params.get("name"))
+    if build is None or len(invals) != 1 or len(eqn.outvars) != 1:
+        return None
+    (x,) = invals
+    if eqn.outvars[0].aval.shape != x.shape or not jnp.issubdtype(x.lo.dtype, jnp.floating):
+        return None
+
+    def probe(v):
+        with jax.ensure_compile_time_eval():
+            (out,) = walk(body.jaxpr, body.consts, [jnp.full(x.shape, v, x.lo.dtype)],
+                          lambda eqn, invals: None)
+            return float(jnp.ravel(out)[0])
+
+    try:
+        return build(probe)
+    except (jax.errors.ConcretizationTypeError, TypeError):
+        return None                               # hyperparameters traced: relax the parts
+
+
+def trace(model_fn, params, lower, upper) -> tuple[Tape, Node, Node]:
+    """Trace ``model_fn(params, x)`` over the box: ``(tape, input node, output node)``."""
+    closed = jax.make_jaxpr(lambda p, x: model_fn(p, x))(params, lower)
+    tape = Tape()
+    x_node = tape.node(lower, upper)
+
+    def visit(eqn, invals):
+        if not any(is_node(v) for v in invals):
+            return bind(eqn.primitive, eqn.params, invals)
+        if (body := call_body(eqn.primitive, eqn.params)) is not None:
+            named = _named_call(eqn, body, invals)
+            return None if named is None else emit(tape, named, {}, invals)  # None: inline it
+        return _apply(tape, eqn.primitive, eqn.params, invals)
+
+    (out,) = walk(closed.jaxpr, closed.consts, jax.tree.leaves(params) + [x_node], visit)
+    if not is_node(out):
+        out = tape.node(out, out)
+    return tape, x_node, out

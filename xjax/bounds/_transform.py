@@ -1,0 +1,148 @@
+"""The bound transform: ``bounds(model_fn, method=...)`` and its named factories.
+
+The model is traced once over the box (:func:`xjax.bounds._ibp.trace`, IBP on the way); the
+linear methods then run backward passes over the tape (:mod:`xjax.bounds._crown`, with the
+relaxations of :mod:`xjax.bounds._relax`), alpha-CROWN optimizes the free parameters of the final
+pass (:mod:`xjax.bounds._alpha`), and the Lipschitz bound needs no trace at all
+(:mod:`xjax.bounds._lipschitz`).
+"""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from xjax.bounds import _alpha
+from xjax.bounds._crown import identity_spec, tighten, two_sided
+from xjax.bounds._ibp import IBP_RULES, trace
+from xjax.bounds._interval import Interval
+from xjax.bounds._lipschitz import lipschitz_bounds
+
+__all__ = ["alpha_crown", "bounds", "crown", "crown_ibp", "ibp", "lipschitz",
+           "supported_primitives"]
+
+
+def supported_primitives() -> tuple[str, ...]:
+    """Names of the primitives with a bound rule (the IBP table's keys; every one of them runs
+    under CROWN too: exactly when affine, by its linear relaxation when it has one, else by its
+    interval). :data:`xjax.bounds._relax.RELAXATIONS` lists the relaxed ones."""
+    return tuple(sorted(IBP_RULES))
+
+
+def _contract(c, lo, hi):
+    """Interval of ``C y`` for y in [lo, hi]: ``c: [B, S, K]``, ``lo, hi: [B, K]``."""
+    mid, rad = (lo + hi) / 2.0, (hi - lo) / 2.0
+    m = jnp.einsum("bsk,bk->bs", c, mid)
+    r = jnp.einsum("bsk,bk->bs", jnp.abs(c), rad)
+    return m - r, m + r
+
+
+_METHODS = ("ibp", "crown", "crown_ibp", "alpha_crown", "lipschitz")
+
+
+def bounds(model_fn: Callable, *, method: str = "crown", alpha_steps: int = 20,
+           alpha_learning_rate: float = 0.1, lipschitz_constant: float = 1.0) -> Callable:
+    r"""A bound transform: ``g(params, lower, upper, spec=None) -> Interval``.
+
+    For every x with ``lower <= x <= upper`` (elementwise, batch included), the output
+    ``model_fn(params, x)`` lies in the returned interval (or, with ``spec``, the linear
+    combinations :math:`C f(x)`, e.g. logit margins :math:`f_{c'} - f_c`).
+
+    Args:
+      model_fn: ``(params, x) -> f32[B, K]``, built from supported primitives.
+      method: ``"ibp"`` (interval bound propagation), ``"crown"`` (backward linear relaxation;
+        the inputs of every relaxed equation bounded by their own backward pass intersected with
+        IBP; never looser than IBP), ``"crown_ibp"`` (backward relaxation on IBP intermediate
+        bounds), ``"alpha_crown"`` (CROWN, then the free parameters of the final pass's
+        relaxations, i.e. rectifier lower slopes, tangent points of smooth functions and
+        McCormick plane mixes, optimized in [0, 1] with Adam, one per spec row and element,
+        keeping the best bound seen: never looser than CROWN), or
+        ``"lipschitz"`` for an L-Lipschitz (l2) network: :math:`f(c) \pm L \|C_s\|_2 \, r`
+        with c the box centre and r its l2 radius (sound only if the network *is* L-Lipschitz,
+        e.g. an exported ``xjax.lipschitz`` model).
+      alpha_steps, alpha_learning_rate: the slope optimization of ``"alpha_crown"`` (20, 0.1).
+      lipschitz_constant: L for ``"lipschitz"`` (1.0).
+
+    Returns:
+      ``g(params, lower: f32[B, ...], upper: f32[B, ...], spec: f32[S, K] | f32[B, S, K] | None)
+      -> Interval`` of shape ``[B, K]`` (or ``[B, S]``), float32 (backward passes accumulate in
+      float32 whatever the model's compute dtype); jit- and vmap-able.
+
+    Raises:
+      NotImplementedError: a primitive without a rule (named), at trace time.
+
+    References:
+      S. Gowal et al., "On the Effectiveness of Interval Bound Propagation for Training
+      Verifiably Robust Models", 2018, arXiv:1810.12715. H. Zhang et al., "Efficient Neural Network
+      Robustness Certification with General Activation Functions" (CROWN), NeurIPS 2018,
+      arXiv:1811.00866.
+    """
+    if method not in _METHODS:
+        raise ValueError(f"bounds: method must be one of {_METHODS}, got {method!r}")
+
+    def g(params, lower: Float[Array, "B ..."], upper: Float[Array, "B ..."], spec=None):
+        lower, upper = jnp.asarray(lower), jnp.asarray(upper)
+        if lower.shape != upper.shape:
+            raise ValueError(f"bounds: lower and upper must have the same shape, got "
+                             f"{lower.shape} and {upper.shape}")
+        try:
+            empty = bool(jnp.any(lower > upper))
+        except jax.errors.ConcretizationTypeError:
+            empty = False                  # traced boxes cannot be checked before compilation
+        if empty:
+            raise ValueError("bounds: lower > upper somewhere; the box is empty")
+        if method == "lipschitz":
+            return lipschitz_bounds(model_fn, params, lower, upper, spec, lipschitz_constant)
+        tape, x_node, out = trace(model_fn, params, lower, upper)
+        out.lo, out.hi = out.lo.astype(jnp.float32), out.hi.astype(jnp.float32)
+        c = None if spec is None else jnp.asarray(spec, jnp.float32)
+        if c is not None:
+            if c.ndim == 2:
+                c = jnp.broadcast_to(c, (out.shape[0],) + c.shape)
+            if c.ndim != 3 or c.shape[0] != out.shape[0] or c.shape[2] != out.shape[-1]:
+                raise ValueError(f"bounds: spec must be (S, {out.shape[-1]}) or "
+                                 f"({out.shape[0]}, S, {out.shape[-1]}), got {jnp.shape(spec)}")
+        ibp_lo, ibp_hi = (out.lo, out.hi) if c is None else _contract(c, out.lo, out.hi)
+        if method == "ibp":
+            return Interval(ibp_lo, ibp_hi)
+        tightened = tighten(tape, x_node, lower, upper) if method in ("crown", "alpha_crown") \
+            else {}
+
+        def bounds_of(node):
+            return tightened.get(node.index, (node.lo, node.hi))
+
+        lam = identity_spec(out.shape) if c is None else jnp.transpose(c, (1, 0, 2))
+        lo, hi = two_sided(tape, out, lam, bounds_of, x_node, lower, upper)
+        if method == "alpha_crown":
+            lo, hi = _alpha.optimize(tape, out, lam, bounds_of, x_node, lower, upper, lo, hi,
+                                     alpha_steps, alpha_learning_rate)
+        return Interval(jnp.maximum(lo, ibp_lo), jnp.minimum(hi, ibp_hi))
+
+    return g
+
+
+def ibp(model_fn: Callable) -> Callable:
+    """``bounds(model_fn, method="ibp")``: interval bound propagation."""
+    return bounds(model_fn, method="ibp")
+
+
+def crown(model_fn: Callable) -> Callable:
+    """``bounds(model_fn, method="crown")``: CROWN, intermediate bounds by CROWN and IBP."""
+    return bounds(model_fn, method="crown")
+
+
+def crown_ibp(model_fn: Callable) -> Callable:
+    """``bounds(model_fn, method="crown_ibp")``: CROWN on IBP intermediate bounds."""
+    return bounds(model_fn, method="crown_ibp")
+
+
+def alpha_crown(model_fn: Callable, *, steps: int = 20, learning_rate: float = 0.1) -> Callable:
+    """``bounds(model_fn, method="alpha_crown")``: CROWN with optimized lower ReLU slopes."""
+    return bounds(model_fn, method="alpha_crown", alpha_steps=steps,
+                  alpha_learning_rate=learning_rate)
+
+
+def lipschitz(model_fn: Callable, *, constant: float = 1.0) -> Callable:
+    """``bounds(model_fn, method="lipschitz")`` for an L-Lipschitz (l2) network."""
+    return bounds(model_fn, method="lipschitz", lipschitz_constant=constant)
