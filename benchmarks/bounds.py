@@ -1,86 +1,174 @@
 """Cost and tightness of the bound transform and of EVA.
 
-    python benchmarks/bounds.py [--n 8] [--json benchmarks/results/bounds_cpu.json]
-    python benchmarks/bounds.py --models small_cnn,lipschitz_cnn,efficientnet_lite0 --n 1
+    python benchmarks/bounds.py relaxations [--json benchmarks/results/bounds_relaxations_cpu.json]
+    python benchmarks/bounds.py models --models small_cnn,resnet18,efficientnet_lite0,vit_tiny \
+        --size 64 [--json benchmarks/results/bounds_models_cpu.json]
 
-For each model: the forward time per image, then for IBP, CROWN-IBP and (small models) CROWN
-the time per image of bounding the logits of l_inf boxes (ratio to the forward) and the mean
-width of the logit bounds at several epsilons; EVA's time per image (7 x 7 groups, 50 boxes per
-image, margin specification). All timings are the second call of a jitted function.
+``relaxations``: for every activation family, the mean width of the logit bounds of a random
+two-hidden-layer net (8-16-16-3) over l_inf boxes of radius 0.01 and 0.3 around two points, by
+IBP, CROWN-IBP, CROWN and alpha-CROWN, and each width's ratio to IBP's.
+
+``models``: per model, a box of radius ``--epsilon`` around a real photo (skimage's chelsea,
+resized to ``--size``; the 28x28 models get a uniform random image), the margin of the top class
+over the runner-up bounded by each method: compile time (ahead of time), the time of one bound
+(best of 3), the compiled temporary memory, the bound and its width relative to IBP's; then
+certified EVA (CROWN-IBP, 7 x 7 grid, compiled once, bound passes batched) and its empirical
+variant through ``features_fn`` / ``head_fn``. The results files are read by
+``benchmarks/bounds_report.py``, which writes the README's bounds section.
 """
 
 import argparse
-import functools
 import json
+import os
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import xjax
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from experiments._results import provenance  # noqa: E402
+
 B = xjax.bounds
+METHODS = ("ibp", "crown_ibp", "crown", "alpha_crown")
 
 
-def timed(fn, *args, repeats=3):
-    jax.block_until_ready(fn(*args))
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - t)
-    return best
+def _layer_norm(z):
+    mu = z.mean(-1, keepdims=True)
+    return (z - mu) * jax.lax.rsqrt(((z - mu) ** 2).mean(-1, keepdims=True) + 1e-3)
 
 
-def model(name):
+ACTIVATIONS = {
+    "relu": jax.nn.relu, "leaky_relu": jax.nn.leaky_relu, "elu": jax.nn.elu,
+    "hard_tanh": jax.nn.hard_tanh, "softplus": jax.nn.softplus, "silu": jax.nn.silu,
+    "gelu (tanh)": jax.nn.gelu, "gelu (erf)": lambda z: jax.nn.gelu(z, approximate=False),
+    "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh, "exp": jnp.exp, "square": jnp.square,
+    "x^3": lambda z: z ** 3, "1/(|x|+1)": lambda z: 1 / (jnp.abs(z) + 1),
+    "sqrt(x^2+1)": lambda z: jnp.sqrt(z * z + 1), "log(x^2+1)": lambda z: jnp.log(z * z + 1),
+    "abs": jnp.abs, "softmax": lambda z: jax.nn.softmax(z, -1), "layer norm": _layer_norm,
+    "where": lambda z: jnp.where(z > 0.2, z * z, 0.5 * z),
+}
+
+
+def relaxations(args):
+    rng = np.random.default_rng(0)
+    w1 = jnp.asarray(rng.normal(size=(8, 16)) / 3, jnp.float32)
+    w2 = jnp.asarray(rng.normal(size=(16, 16)) / 4, jnp.float32)
+    w3 = jnp.asarray(rng.normal(size=(16, 3)) / 4, jnp.float32)
+    x = jax.random.normal(jax.random.key(0), (2, 8))
+    rows = []
+    for name, act in ACTIVATIONS.items():
+        f = lambda p, z, act=act: act(act(z @ p[0]) @ p[1]) @ p[2]
+        for eps in (0.01, 0.3):
+            row = {"activation": name, "epsilon": eps}
+            for method in METHODS:
+                iv = jax.jit(B.bounds(f, method=method))((w1, w2, w3), x - eps, x + eps)
+                row[method] = float(jnp.mean(iv.upper - iv.lower))
+            for method in METHODS[1:]:
+                row[f"{method}/ibp"] = row[method] / row["ibp"]
+            rows.append(row)
+            print(row, flush=True)
+    return rows
+
+
+def _model(name, size):
     if name == "small_cnn":
         return xjax.models.small_cnn(pretrained="fashion_mnist")
     if name == "lipschitz_cnn":
         module = xjax.lipschitz.lipschitz_cnn(key=jax.random.key(0))
         return xjax.models.model_from_nnx(xjax.lipschitz.export(module), input_shape=(28, 28, 1))
-    return xjax.models.get_model(name)
+    kw = {"image_size": size} if name == "vit_tiny" else {}
+    return xjax.models.get_model(name, **kw)
+
+
+def _input(m, size):
+    if tuple(m.input_shape[:2]) == (28, 28):
+        return jax.random.uniform(jax.random.key(0), (1,) + tuple(m.input_shape))
+    photo = xjax.data.sample_photos(["chelsea"])[0].image
+    return jnp.asarray(xjax.data.resize_center_crop(photo, size)[None])
+
+
+def _compiled(fn, *args):
+    t = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    compile_s = time.perf_counter() - t
+    mem = compiled.memory_analysis()
+    temp = None if mem is None else int(getattr(mem, "temp_size_in_bytes", 0))
+    jax.block_until_ready(compiled(*args))
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        out = jax.block_until_ready(compiled(*args))
+        best = min(best, time.perf_counter() - t)
+    return out, compile_s, best, temp
+
+
+def _bound_fn(model_fn, method, spec):
+    return lambda p, lo, hi: B.bounds(model_fn, method=method)(p, lo, hi, spec)
+
+
+def _eva_fn(explain, y):
+    return lambda p, x: explain(p, x, y, key=jax.random.key(0))
+
+
+def models(args):
+    rows = []
+    for name in args.models.split(","):
+        m = _model(name, args.size)
+        x = _input(m, args.size)
+        logits = m.model_fn(m.params, x)
+        top2 = jnp.argsort(logits[0])[-2:]
+        y, rival = int(top2[1]), int(top2[0])
+        spec = jnp.zeros((1, logits.shape[-1])).at[0, y].set(1.0).at[0, rival].add(-1.0)
+        _, _, fwd, _ = _compiled(m.model_fn, m.params, x)
+        eps = args.epsilon
+        ibp_width = None
+        for method in args.methods.split(","):
+            iv, compile_s, run_s, temp = _compiled(_bound_fn(m.model_fn, method, spec), m.params,
+                                                   x - eps, x + eps)
+            lo, hi = float(iv.lower[0, 0]), float(iv.upper[0, 0])
+            width = hi - lo
+            ibp_width = width if method == "ibp" else ibp_width
+            rows.append({"model": name, "size": int(x.shape[1]), "epsilon": eps, "method": method,
+                         "margin": float(logits[0, y] - logits[0, rival]), "lower": lo,
+                         "upper": hi, "width": width,
+                         "width/ibp": None if ibp_width is None else width / ibp_width,
+                         "compile_s": compile_s, "s_per_box": run_s, "forward_s": fwd,
+                         "temp_bytes": temp})
+            print(rows[-1], flush=True)
+        yv = jnp.asarray([y], jnp.int32)
+        for variant in ("certified", "empirical"):
+            kw = dict(epsilon=eps, grid_size=7, top_k_rivals=3 if logits.shape[-1] > 10 else None,
+                      batch_size=16)
+            if variant == "empirical":
+                kw.update(empirical=True, features_fn=m.features_fn, head_fn=m.head_fn)
+            explain = xjax.attributions.eva(m.model_fn, **kw)
+            maps, compile_s, run_s, temp = _compiled(_eva_fn(explain, yv), m.params, x)
+            rows.append({"model": name, "size": int(x.shape[1]), "epsilon": eps,
+                         "method": f"eva ({variant})", "compile_s": compile_s,
+                         "s_per_image": run_s, "forward_s": fwd, "temp_bytes": temp,
+                         "finite_map": bool(jnp.isfinite(maps).all())})
+            print(rows[-1], flush=True)
+    return rows
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="small_cnn,lipschitz_cnn")
-    parser.add_argument("--n", type=int, default=8)
-    parser.add_argument("--epsilons", default="0.001,0.01,0.03")
+    parser.add_argument("what", choices=("relaxations", "models"))
+    parser.add_argument("--models", default="small_cnn,resnet18,efficientnet_lite0,vit_tiny")
+    parser.add_argument("--methods", default="ibp,crown_ibp,alpha_crown")
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--epsilon", type=float, default=1e-4)
     parser.add_argument("--json")
     args = parser.parse_args(argv)
-    rows = []
-    for name in args.models.split(","):
-        m = model(name)
-        x = jax.random.uniform(jax.random.key(0), (args.n,) + tuple(m.input_shape))
-        y = jnp.argmax(m.model_fn(m.params, x), -1).astype(jnp.int32)
-        fwd = timed(jax.jit(m.model_fn), m.params, x) / args.n
-        methods = ["ibp", "crown_ibp"] + (["crown"] if name != "efficientnet_lite0" else []) + \
-            (["lipschitz"] if name == "lipschitz_cnn" else [])
-        k = m.model_fn(m.params, x[:1]).shape[-1]
-        # CROWN on 1000 logits needs 2000 backward rows; large models use a margin spec of 3
-        spec = None if k <= 10 else jnp.eye(k)[:3] - jnp.eye(k)[3:4]
-        for method in methods:
-            g = jax.jit(functools.partial(B.bounds(m.model_fn, method=method), spec=spec))
-            row = {"model": name, "method": method, "device": jax.devices()[0].device_kind,
-                   "forward_s_per_image": fwd}
-            for eps in map(float, args.epsilons.split(",")):
-                iv = g(m.params, x - eps, x + eps)
-                row[f"width@{eps}"] = float(jnp.mean(iv.upper - iv.lower))
-            t = timed(g, m.params, x - 0.01, x + 0.01) / args.n
-            row.update({"s_per_image": t, "ratio_to_forward": t / fwd})
-            rows.append(row)
-            print(row, flush=True)
-        eva = jax.jit(xjax.attributions.eva(m.model_fn, epsilon=0.01, grid_size=7,
-                                            top_k_rivals=3 if k > 10 else None,
-                                            batch_size=8 if k > 10 else 64))
-        t = timed(eva, m.params, x, y, repeats=1) / args.n
-        rows.append({"model": name, "method": "eva (crown_ibp, 7x7)", "s_per_image": t,
-                     "ratio_to_forward": t / fwd, "forward_s_per_image": fwd,
-                     "device": jax.devices()[0].device_kind})
-        print(rows[-1], flush=True)
+    meta = {"provenance": provenance()}
+    rows = relaxations(args) if args.what == "relaxations" else models(args)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump({"meta": meta, "rows": rows}, f, indent=1)
     return rows
 
 

@@ -25,8 +25,10 @@ def provenance() -> dict:
             return ""
 
     commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
-    # results files change while experiments run: only code and data count as dirty
-    if git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!experiments/results"):
+    # results files (and the README generated from them) change while experiments run: only code
+    # and data count as dirty
+    if git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!experiments/results",
+           ":!benchmarks/results", ":!README.md"):
         commit += "+dirty"
     script = os.path.relpath(os.path.abspath(sys.argv[0]), _ROOT) if sys.argv[0] else "python"
     import jax

@@ -26,24 +26,30 @@ def _nodes(inputs):
 
 
 def _always(params, inputs):
+    """always"""
     return True
 
 
 def _one_operand(params, inputs):
+    """with one box operand"""
     return len(_nodes(inputs)) == 1
 
 
 def _numerator(params, inputs):
+    """with a constant denominator"""
     return _nodes(inputs) == [0]
 
 
-def _constant_at(positions):
-    return lambda params, inputs: not any(i in _nodes(inputs) for i in positions(len(inputs)))
+def _constant_at(positions, what):
+    def condition(params, inputs):
+        return not any(i in _nodes(inputs) for i in positions(len(inputs)))
+    condition.__doc__ = f"with a constant {what}"
+    return condition
 
 
 def _exact_cast(params, inputs):
-    """A cast is affine only when it is exact (a widening float cast); a narrowing one rounds
-    (bfloat16 compute) and has its own relaxation."""
+    """when widening (a narrowing float cast rounds: bfloat16 compute; it has its own
+    relaxation)"""
     src, dst = inputs[0].lo.dtype, params["new_dtype"]
     if not (jnp.issubdtype(src, jnp.floating) and jnp.issubdtype(dst, jnp.floating)):
         return False
@@ -59,10 +65,10 @@ AFFINE = {
     **dict.fromkeys(("mul", "dot_general", "conv_general_dilated"), _one_operand),
     "div": _numerator,
     "convert_element_type": _exact_cast,
-    "select_n": _constant_at(lambda n: [0]),
-    "dynamic_slice": _constant_at(lambda n: range(1, n)),
-    "gather": _constant_at(lambda n: [1]),
-    "pad": _constant_at(lambda n: [1]),
+    "select_n": _constant_at(lambda n: [0], "predicate"),
+    "dynamic_slice": _constant_at(lambda n: range(1, n), "start index"),
+    "gather": _constant_at(lambda n: [1], "index"),
+    "pad": _constant_at(lambda n: [1], "padding value"),
 }
 # the identity on values, whatever their derivative says (stop_gradient's vjp is 0)
 _IDENTITY = ("stop_gradient", "optimization_barrier")

@@ -288,6 +288,7 @@ def _apply_lines(lam, k_lo, t_lo, k_up, t_up, ok, out_lo, out_hi):
 
 
 def _unary(eqn, lams, bounds_of, alpha):
+    """Tangent and secant lines with exact piecewise intercepts, from the function's curvature."""
     (lam,) = lams
     (x,) = eqn.inputs
     out = eqn.outputs[0]
@@ -300,7 +301,7 @@ def _unary(eqn, lams, bounds_of, alpha):
 
 
 def _square_of_mul(eqn, lams, bounds_of, alpha):
-    """``x * x``: the convex square."""
+    """``x * x``: the convex square (tangent below, secant above)."""
     (lam,) = lams
     x = eqn.inputs[0]
     lo, hi = (v[None].astype(_F32) for v in bounds_of(x))
@@ -405,12 +406,16 @@ def _mccormick(eqn, lams, bounds_of, alpha):
 
     coef_a = vjp_a(lb, w1 + w4) + vjp_a(ub, w2 + w3)
     coef_b = vjp_b(la, w1 + w3) + vjp_b(ua, w2 + w4)
-    bias = -(sum_tail(w1, p(la, lb)[None]) + sum_tail(w2, p(ua, ub)[None])
-             + sum_tail(w3, p(la, ub)[None]) + sum_tail(w4, p(ua, lb)[None]))
-    keep = finite[None, :]
+    bias = -(sum_tail(mul0(w1, p(la, lb)[None])) + sum_tail(mul0(w2, p(ua, ub)[None]))
+             + sum_tail(mul0(w3, p(la, ub)[None])) + sum_tail(mul0(w4, p(ua, lb)[None])))
+    # per spec row and example: the planes where everything stayed finite (huge ends overflow)
+    keep = finite[None, :] & jnp.isfinite(bias)
+    for c in (coef_a, coef_b):
+        keep = keep & jnp.all(jnp.isfinite(c).reshape(c.shape[:2] + (-1,)), axis=-1)
     flat = lambda v: jnp.where(keep.reshape(keep.shape + (1,) * (v.ndim - 2)), v, 0.0)
     fallback = concretize(lam, o_lo, o_hi)
-    return ([(a, flat(coef_a)), (b, flat(coef_b))], jnp.where(keep, bias, fallback))
+    return ([(a, flat(coef_a)), (b, flat(coef_b))],
+            jnp.where(keep, jnp.where(keep, bias, 0.0), fallback))
 
 
 def _max_reduction(eqn, lams, bounds_of, alpha):

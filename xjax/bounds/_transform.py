@@ -16,7 +16,7 @@ from jaxtyping import Array, Float
 from xjax.bounds import _alpha
 from xjax.bounds._crown import identity_spec, tighten, two_sided
 from xjax.bounds._ibp import IBP_RULES, trace
-from xjax.bounds._interval import Interval
+from xjax.bounds._interval import Interval, concretize
 from xjax.bounds._lipschitz import lipschitz_bounds
 
 __all__ = ["alpha_crown", "bounds", "crown", "crown_ibp", "ibp", "lipschitz",
@@ -31,11 +31,12 @@ def supported_primitives() -> tuple[str, ...]:
 
 
 def _contract(c, lo, hi):
-    """Interval of ``C y`` for y in [lo, hi]: ``c: [B, S, K]``, ``lo, hi: [B, K]``."""
-    mid, rad = (lo + hi) / 2.0, (hi - lo) / 2.0
-    m = jnp.einsum("bsk,bk->bs", c, mid)
-    r = jnp.einsum("bsk,bk->bs", jnp.abs(c), rad)
-    return m - r, m + r
+    """Interval of ``C y`` for y in [lo, hi]: ``c: [B, S, K]``, ``lo, hi: [B, K]`` (a zero
+    coefficient ignores an infinite end)."""
+    lam = jnp.transpose(c, (1, 0, 2))                           # [S, B, K]
+    lower = concretize(lam, lo[None], hi[None]).T
+    upper = -concretize(-lam, lo[None], hi[None]).T
+    return lower, upper
 
 
 _METHODS = ("ibp", "crown", "crown_ibp", "alpha_crown", "lipschitz")

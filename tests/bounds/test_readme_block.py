@@ -1,0 +1,45 @@
+"""The README's bounds section is generated: it lists every supported primitive with its CROWN
+treatment from the code's tables, and its numbers from the committed benchmark results."""
+
+import importlib.util
+import os
+
+import xjax
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _report():
+    spec = importlib.util.spec_from_file_location(
+        "bounds_report", os.path.join(ROOT, "benchmarks", "bounds_report.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_readme_bounds_block_is_up_to_date():
+    assert _report().main(["--check"]) == 0, "run python benchmarks/bounds_report.py"
+
+
+def test_block_names_every_primitive_and_every_named_call():
+    text = _report().render()
+    for name in xjax.bounds.supported_primitives():
+        assert f"| `{name}` |" in text
+    from xjax.bounds import _relax
+    for name in _relax.NAMED_CALLS:
+        assert f"`{name}` (" in text
+
+
+def test_block_numbers_come_from_the_results_files(tmp_path, monkeypatch):
+    """Changing a result changes the page (the block is rendered from the file)."""
+    import json
+    mod = _report()
+    src = os.path.join(ROOT, "benchmarks", "results", "bounds_relaxations_cpu.json")
+    with open(src) as f:
+        data = json.load(f)
+    data["rows"][0]["crown_ibp/ibp"] = 0.123456
+    os.makedirs(tmp_path / "benchmarks" / "results")
+    with open(tmp_path / "benchmarks" / "results" / "bounds_relaxations_cpu.json", "w") as f:
+        json.dump(data, f)
+    monkeypatch.setattr(mod, "ROOT", str(tmp_path))
+    assert "| 0.123 |" in mod.render()
