@@ -78,7 +78,9 @@ RULE_CASES = {
     "reduce_min": [lambda x: x.min(axis=-1)],
     "reduce_precision": [lambda x: jax.lax.reduce_precision(x, 5, 3)],
     "reduce_sum": [lambda x: x.sum(axis=(1, 3))],
-    "reduce_window_max": [window(jax.lax.max, -jnp.inf)],
+    "reduce_window_max": [window(jax.lax.max, -jnp.inf),      # overlapping windows
+                          lambda x: jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1),
+                                                          (1, 2, 2, 1), "VALID")],  # a partition
     "reduce_window_min": [window(jax.lax.min, jnp.inf)],
     "reduce_window_sum": [window(jax.lax.add, 0.0)],
     "reshape": [lambda x: x.reshape(2, 8, 4)],

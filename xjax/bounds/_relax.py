@@ -428,16 +428,16 @@ def _max_reduction(eqn, lams, bounds_of, alpha):
     lo, hi = (v.astype(_F32) for v in bounds_of(x))
     o_lo, o_hi = (v[None].astype(_F32) for v in bounds_of(eqn.outputs[0]))
     pool = lambda z: bind(eqn.prim, eqn.params, [z])[0]
-    _, route = jax.vjp(pool, lo)                       # cotangents to each window's argmax of lo
-    dominant = _dominant(eqn, pool, lo, hi)[None]
+    top, route = jax.vjp(pool, lo)                     # cotangents to each window's argmax of lo
+    dominant = _dominant(eqn, pool, route, top, lo, hi)[None]
     down = jnp.where((lam >= 0) | dominant, lam, 0.0)
     coef = jax.vmap(lambda c: route(c)[0])(down)
     return [(x, coef)], concretize(lam - down, o_lo, o_hi)
 
 
-def _dominant(eqn, pool, lo, hi):
-    """Where the window's argmax of ``lo`` is strictly above every other element's ``hi``."""
-    top = pool(lo)
+def _dominant(eqn, pool, route, top, lo, hi):
+    """Where the window's argmax of ``lo`` (``top = pool(lo)``, ``route`` its vjp) is strictly
+    above every other element's ``hi``."""
     if eqn.prim.name == "reduce_max":
         axes = eqn.params["axes"]
         keep = [d for d in range(lo.ndim) if d not in axes]
@@ -450,7 +450,6 @@ def _dominant(eqn, pool, lo, hi):
                        and all(d == 1 for d in p["window_dilation"]))
     if not non_overlapping:
         return jnp.zeros(top.shape, bool)
-    _, route = jax.vjp(pool, lo)
     (mark,) = route(jnp.ones_like(top))
     others = pool(jnp.where(mark > 0, -jnp.inf, hi))
     return others < top
