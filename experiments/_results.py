@@ -1,8 +1,14 @@
 """Resumable experiment results: one JSON file updated after every finished unit of work, and a
 markdown table written from it. A run that is interrupted and started again skips the units
-already in the JSON (nothing lost, nothing done twice)."""
+already in the JSON (nothing lost, nothing done twice).
+
+The file records the run's settings (``meta["settings"]``: the script and its arguments that
+change results); a run with other settings on an existing file refuses with the differences
+(``--overwrite`` starts the file afresh), and a lock file beside it (``.<name>.lock``) keeps two
+runs from writing one file (the mechanism of ``xjax._internal.rundir``)."""
 
 import argparse
+import atexit
 import datetime
 import json
 import os
@@ -41,19 +47,61 @@ def provenance() -> dict:
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
 
 
-class Results:
-    """Rows of one results file, and ``meta``: the run's settings, and under
-    ``meta["provenance"]`` what produced each row (:func:`provenance`)."""
+# arguments that do not change a result: where it goes, which rows to redo, where data lies
+NOT_SETTINGS = ("out", "redo", "source_dir", "overwrite")
 
-    def __init__(self, path_json: str):
+
+def run_settings(args) -> dict:
+    """The settings of a script's run: its name and its arguments except :data:`NOT_SETTINGS`."""
+    script = os.path.basename(sys.argv[0]) if sys.argv[0] else "python"
+    return {"script": script, **{k: v for k, v in sorted(vars(args).items())
+                                 if k not in NOT_SETTINGS}}
+
+
+class Results:
+    """Rows of one results file, and ``meta``: the run's settings (``meta["settings"]``), and
+    under ``meta["provenance"]`` what produced each row (:func:`provenance`).
+
+    Args:
+      path_json: the results file.
+      settings: what the rows depend on (:func:`run_settings`); ``None`` for a reader.
+      overwrite: discard a file written with other settings instead of refusing.
+    """
+
+    def __init__(self, path_json: str, settings: dict | None = None, *, overwrite: bool = False):
+        from xjax._internal.rundir import Lock, SettingsMismatch, settings_diff
+
         self.path = path_json
         self.rows: dict[str, dict] = {}
         self.meta: dict = {}
         self._run = provenance()          # at the start of the run, before any edit can follow
+        self._lock = None
+        if settings is not None:
+            folder, name = os.path.split(os.path.abspath(path_json))
+            os.makedirs(folder, exist_ok=True)
+            self._lock = Lock(os.path.join(folder, f".{name}.lock"), where=name)
+            self._lock.acquire()
+            atexit.register(self._lock.release)
         if os.path.exists(path_json):
             with open(path_json) as f:
                 data = json.load(f)
             self.rows, self.meta = data["rows"], data.get("meta", {})
+        if settings is None:
+            return
+        settings = json.loads(json.dumps(settings, default=str))
+        stored = self.meta.get("settings")
+        if stored is None and self.rows:
+            print(f"{path_json}: no settings recorded with its {len(self.rows)} rows (an older "
+                  f"file); recording {settings}", file=sys.stderr)
+        elif stored is not None and settings_diff(stored, settings):
+            diff = settings_diff(stored, settings)
+            if not overwrite:
+                raise SettingsMismatch(
+                    f"{path_json} holds rows of other settings:\n"
+                    + "\n".join(f"  {k}: stored {a!r}, requested {b!r}" for k, a, b in diff)
+                    + "\nuse another --out, or --overwrite to start the file afresh")
+            self.rows, self.meta = {}, {}
+        self.meta["settings"] = settings
 
     def done(self, key: str) -> bool:
         return key in self.rows
@@ -94,6 +142,7 @@ class Results:
         """A read-only view with other rows (a filtered or summarized table), same path."""
         view = Results.__new__(Results)
         view.path, view.rows, view.meta, view._run = self.path, rows, self.meta, None
+        view._lock = None
         return view
 
     def write_markdown(self, path: str, columns: list[str], title: str, command: str) -> None:
@@ -137,6 +186,8 @@ def fashion_mnist_args(doc: str, argv=None, targets=None) -> argparse.Namespace:
                         help="directory of the Fashion-MNIST IDX files")
     parser.add_argument("--redo", default="", type=lambda v: [k for k in v.split(",") if k],
                         help="comma-separated finished rows to compute again (the others are kept)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a results file written with other settings afresh")
     args = parser.parse_args(argv)
     start_devices()
     return args

@@ -29,7 +29,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _results import Results, fashion_mnist_args, write_report  # noqa: E402
+from _results import Results, fashion_mnist_args, run_settings, write_report  # noqa: E402
 
 import xjax  # noqa: E402
 
@@ -176,7 +176,8 @@ def main(argv=None):
     tag = "quick" if quick else "full"
     n_fit, r, nb_design, n_imp, classes, photos = settings(quick)
     os.makedirs(args.out, exist_ok=True)
-    results = Results(os.path.join(args.out, f"craft_{tag}.json"))
+    results = Results(os.path.join(args.out, f"craft_{tag}.json"), run_settings(args),
+                      overwrite=args.overwrite)
     meta = {"images_per_class": n_fit, "concepts": r, "nb_design": nb_design,
             "importance_images": n_imp, "patch": 10, "stride": 8}
     m = xjax.models.small_cnn(pretrained="fashion_mnist")

@@ -39,7 +39,7 @@ import optax
 from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _results import Results, fashion_mnist_args, run_timed  # noqa: E402
+from _results import Results, fashion_mnist_args, run_settings, run_timed  # noqa: E402
 
 import xjax  # noqa: E402
 
@@ -144,7 +144,8 @@ def photos(args):
     """EVA's empirical variant on EfficientNet-Lite0 over the photos (see the module text)."""
     quick = args.quick
     tag = "quick" if quick else "full"
-    results = Results(os.path.join(args.out, f"eva_table_photos_{tag}.json"))
+    results = Results(os.path.join(args.out, f"eva_table_photos_{tag}.json"), run_settings(args),
+                      overwrite=args.overwrite)
     results.drop(args.redo)
     model = xjax.models.efficientnet_lite0()
     size = 64 if quick else 224
@@ -198,7 +199,8 @@ def main(argv=None):
     quick = args.quick
     n = 4 if quick else 100
     tag = "quick" if quick else "full"
-    results = Results(os.path.join(args.out, f"eva_table_{tag}.json"))
+    results = Results(os.path.join(args.out, f"eva_table_{tag}.json"), run_settings(args),
+                      overwrite=args.overwrite)
     results.drop(args.redo)
     xt, yt = xjax.data.fashion_mnist_arrays("test", source_dir=args.source_dir)
     xh, yh = xt[:n], yt[:n].astype(np.int32)

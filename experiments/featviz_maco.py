@@ -27,7 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _results import Results, start_devices, write_report  # noqa: E402
+from _results import Results, run_settings, start_devices, write_report  # noqa: E402
 
 import xjax  # noqa: E402
 
@@ -81,12 +81,15 @@ def main(argv=None):
     parser.add_argument("--out", default="experiments/results")
     parser.add_argument("--no-transfer", action="store_true",
                         help="optimize and save the images only (no Lite1/Lite2 scoring)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a results file written with other settings afresh")
     args = parser.parse_args(argv)
     start_devices()
     tag = "quick" if args.quick else "full"
     methods, classes = settings(args.quick)
     os.makedirs(args.out, exist_ok=True)
-    results = Results(os.path.join(args.out, f"featviz_{tag}.json"))
+    results = Results(os.path.join(args.out, f"featviz_{tag}.json"), run_settings(args),
+                      overwrite=args.overwrite)
     lite0 = xjax.models.efficientnet_lite0()
     names = lite0.class_names
     others = {}

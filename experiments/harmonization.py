@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _results import Results, fashion_mnist_args  # noqa: E402
+from _results import Results, fashion_mnist_args, run_settings  # noqa: E402
 
 import xjax  # noqa: E402
 
@@ -70,7 +70,8 @@ def main(argv=None):
     quick = args.quick
     epochs, seeds = (1, (0,)) if quick else (3, (0, 1, 2))
     tag = "quick" if quick else "full"
-    results = Results(os.path.join(args.out, f"harmonization_{tag}.json"))
+    results = Results(os.path.join(args.out, f"harmonization_{tag}.json"), run_settings(args),
+                      overwrite=args.overwrite)
     all_tasks = tasks(args, quick)
     runs = [(t, c, s) for t, (_, _, configs, _) in all_tasks.items() for c in configs
             for s in seeds]

@@ -29,7 +29,7 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _results import Results, fashion_mnist_args  # noqa: E402
+from _results import Results, fashion_mnist_args, run_settings  # noqa: E402
 
 import xjax  # noqa: E402
 
@@ -100,7 +100,8 @@ def main(argv=None):
     n_train, epochs, n_eval, n_attack, n_mege, mege_epochs, k = settings(quick)
     explainers = {"saliency": {}} if quick else EXPLAINERS
     tag = "quick" if quick else "full"
-    results = Results(os.path.join(args.out, f"lipschitz_{tag}.json"))
+    results = Results(os.path.join(args.out, f"lipschitz_{tag}.json"), run_settings(args),
+                      overwrite=args.overwrite)
     x, y = xjax.data.fashion_mnist_arrays("train", source_dir=args.source_dir)
     xt, yt = xjax.data.fashion_mnist_arrays("test", source_dir=args.source_dir)
     xt, yt = xt[:n_eval], yt[:n_eval]

@@ -26,7 +26,7 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _results import Results, start_devices  # noqa: E402
+from _results import Results, run_settings, start_devices  # noqa: E402
 
 import xjax  # noqa: E402
 
@@ -50,6 +50,8 @@ def main(argv=None):
     parser.add_argument("--source-dir", default=xjax.data.FASHION_MNIST_DIR)
     parser.add_argument("--redo", default="", type=lambda v: [k for k in v.split(",") if k],
                         help="comma-separated finished rows to compute again (the others are kept)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a results file written with other settings afresh")
     args = parser.parse_args(argv)
     start_devices()
     n, epochs = (160, 4) if args.quick else (1000, 5)
@@ -68,7 +70,8 @@ def main(argv=None):
         return state.params
 
     tag = "quick" if args.quick else "full"
-    results = Results(os.path.join(args.out, f"mege_reco_{tag}.json"))
+    results = Results(os.path.join(args.out, f"mege_reco_{tag}.json"), run_settings(args),
+                      overwrite=args.overwrite)
     results.drop(args.redo)
     # labels as given, then randomly permuted (the sanity check): same folds, same recipe
     permuted = np.random.default_rng(0).permutation(y)

@@ -31,7 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _results import Results, run_timed, start_devices  # noqa: E402
+from _results import Results, run_settings, run_timed, start_devices  # noqa: E402
 
 import xjax  # noqa: E402
 
@@ -147,10 +147,13 @@ def main(argv=None):
                         help="directory of the Fashion-MNIST IDX files")
     parser.add_argument("--redo", default="", type=lambda v: [k for k in v.split(",") if k],
                         help="comma-separated finished rows to compute again")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a results file written with other settings afresh")
     args = parser.parse_args(argv)
     start_devices()
     tag = f"{args.target}_{'quick' if args.quick else 'full'}"
-    results = Results(os.path.join(args.out, f"sobol_fidelity_{tag}.json"))
+    results = Results(os.path.join(args.out, f"sobol_fidelity_{tag}.json"), run_settings(args),
+                      overwrite=args.overwrite)
     results.drop(args.redo)
     model, xh, yh, scale = data(args.target, args.quick, args.source_dir)
     n, h, w = xh.shape[:3]

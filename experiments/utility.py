@@ -25,7 +25,7 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _results import Results, fashion_mnist_args  # noqa: E402
+from _results import Results, fashion_mnist_args, run_settings  # noqa: E402
 
 import xjax  # noqa: E402
 
@@ -46,7 +46,8 @@ def main(argv=None):
     seeds, exemplars, n_test, n_train = (2, 12, 200, 4000) if quick else (10, 30, 1000, 12000)
     methods = {k: METHODS[k] for k in ("saliency", "grad_cam", "occlusion")} if quick else METHODS
     tag = "quick" if quick else "full"
-    results = Results(os.path.join(args.out, f"utility_{tag}.json"))
+    results = Results(os.path.join(args.out, f"utility_{tag}.json"), run_settings(args),
+                      overwrite=args.overwrite)
     results.drop(args.redo)
 
     x, y = xjax.data.fashion_mnist_arrays("train", source_dir=args.source_dir)

@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -111,4 +112,11 @@ def test_explain_dataset_folder_sharded_bf16(tmp_path):
         ra, rb = np.argsort(np.argsort(a.ravel())), np.argsort(np.argsort(b.ravel()))
         assert np.corrcoef(ra, rb)[0, 1] > 0.9
     assert cli.main(args) == 0                                 # resumed: nothing recomputed
-    assert len(os.listdir(out)) == 2
+    assert sorted(os.listdir(out)) == ["manifest-h000.json", "maps-h000-s000000.npz",
+                                       "maps-h000-s000001.npz"]
+    with open(out / "manifest-h000.json") as f:
+        user = json.load(f)["settings"]["user"]
+    assert user == {"model": "small_cnn", "method": "saliency", "hyperparameters": "defaults",
+                    "seed": None, "precision": "bfloat16", "dataset": str(data), "split": None}
+    with pytest.raises(SystemExit, match="precision: stored 'bfloat16', requested 'float32'"):
+        cli.main(args[:-2])

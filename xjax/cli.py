@@ -42,8 +42,18 @@ def _explain_dataset(args, model, methods) -> int:
                                 np.array([it["label"] for it in items], np.int32))
     else:
         source, decode = xjax.lens.dataset_arrays(args.dataset, model), None
-    steps = xjax.runs.explain_dataset(explain, model.params, source, args.out,
-                                      batch_size=args.batch_size, decode=decode)
+    settings = {"model": args.model, "method": methods[0], "hyperparameters": "defaults",
+                "seed": args.seed if methods[0] in STOCHASTIC else None,
+                "precision": args.precision, "dataset": args.dataset,
+                "split": "test" if args.dataset == "fashion_mnist" else None}
+    from xjax._internal.rundir import LockedError, SettingsMismatch
+
+    try:
+        steps = xjax.runs.explain_dataset(explain, model.params, source, args.out,
+                                          batch_size=args.batch_size, decode=decode,
+                                          settings=settings, overwrite=args.overwrite)
+    except (SettingsMismatch, LockedError) as e:
+        raise SystemExit(f"xjax explain: {e}") from None
     print(f"{steps} step(s) computed; maps in {os.path.abspath(args.out)} "
           f"(xjax.runs.load_maps reads them in dataset order)")
     return 0
@@ -222,12 +232,17 @@ def _lens(args, parser) -> int:
                 classes.append(names.index(tok))
             else:
                 parser.error(f"--classes: {tok!r} is neither a class index nor a class name")
-    xjax.lens.build_lens(model, x, y, args.out, classes=classes, nb_concepts=args.concepts,
-                         patch_size=args.patch_size,
-                         images_per_class=args.images_per_class, method=args.method,
-                         viz_steps=args.viz_steps, examples=args.examples, seed=args.seed,
-                         title=f"xjax Lens: {args.model} on {os.path.basename(args.dataset)}",
-                         model_name=args.model, dataset_name=args.dataset)
+    from xjax._internal.rundir import LockedError, SettingsMismatch
+
+    try:
+        xjax.lens.build_lens(
+            model, x, y, args.out, classes=classes, nb_concepts=args.concepts,
+            patch_size=args.patch_size, images_per_class=args.images_per_class,
+            method=args.method, viz_steps=args.viz_steps, examples=args.examples,
+            seed=args.seed, title=f"xjax Lens: {args.model} on {os.path.basename(args.dataset)}",
+            model_name=args.model, dataset_name=args.dataset, overwrite=args.overwrite)
+    except (SettingsMismatch, LockedError) as e:
+        parser.error(str(e))
     print(f"Lens written to {os.path.abspath(args.out)}: open "
           f"{os.path.abspath(os.path.join(args.out, 'index.html'))} or run "
           f"`xjax lens serve {args.out}`")
@@ -251,7 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--images-per-step", type=int, default=4,
                     help="images explained per jitted step (progress granularity)")
     ex.add_argument("--seed", type=int, default=0, help="key of the stochastic methods")
-    ex.add_argument("--overwrite", action="store_true", help="redo images already explained")
+    ex.add_argument("--overwrite", action="store_true",
+                    help="redo images already explained; with --dataset, discard a run of "
+                         "other settings in --out")
     ex.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
                     help="model calls in float32, or in bfloat16 (jmp policy; maps stay float32)")
     ex.add_argument("--dataset", default=None,
@@ -299,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     lb.add_argument("--examples", type=int, default=4, help="images per class with maps")
     lb.add_argument("--seed", type=int, default=0)
     lb.add_argument("--out", default="out/lens")
+    lb.add_argument("--overwrite", action="store_true",
+                    help="rebuild an atlas in --out that was built with other settings")
     ls = lsub.add_parser("serve", help="serve a built atlas on 127.0.0.1")
     ls.add_argument("dir", nargs="?", default="out/lens")
     ls.add_argument("--port", type=int, default=8000)

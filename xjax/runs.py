@@ -7,11 +7,14 @@ split over the mesh's ``"data"`` axis (``NamedSharding``), and the explainer run
 per-device code (:func:`per_device`, ``shard_map``): every device explains only its share, in
 one jitted computation compiled once, with no communication. The next batch is read on a
 background thread (prefetch) while the current one runs. Each host writes its rows of each
-step to its own file, ``<out>/maps-h<host>-s<step>.npz`` (written to a temporary name then
-renamed, so a file either exists whole or not at all); a run started again skips the steps
-whose files exist, so a crash loses at most the steps in flight and nothing is written twice.
-``load_maps`` reassembles the rows in dataset order and checks that none is missing or
-repeated.
+step to its own file, ``<out>/maps-h<host>-s<step>.npz`` (written to a hidden temporary name
+then renamed, so a file either exists whole or not at all), and records the file's SHA-256 and
+row range in its manifest, ``<out>/manifest-h<host>.json``, beside the run's settings. A run
+started again skips the steps whose shards match their checksums (a crash loses at most the
+steps in flight, nothing is written twice, damaged shards are recomputed); a run with other
+settings refuses the directory, and a lock keeps two runs out of one directory
+(:mod:`xjax._internal.rundir`). ``load_maps`` verifies the recorded shards and reassembles the
+rows in dataset order, checking that none is missing or repeated.
 
 Multi-host: call :func:`initialize` first on every host. With the standard cluster environment
 (SLURM, Open MPI, a Cloud TPU slice, or ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` /
@@ -27,6 +30,7 @@ experiments use these.
 import glob
 import os
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -152,10 +156,36 @@ def _rows(source, idx):
     return source.__getitems__([int(i) for i in idx])
 
 
+def _source_identity(source, decode) -> dict:
+    """What the manifest records of the data: its length and a fingerprint (every byte of
+    arrays; the first and last decoded rows of an indexable source)."""
+    from xjax._internal.rundir import fingerprint
+
+    if isinstance(source, tuple):
+        return {"rows": len(source[0]), "sha256": fingerprint(*source)}
+    n = len(source)
+    probe = decode(_rows(source, np.array([0, n - 1]))) if n else ()
+    return {"rows": n, "type": type(source).__name__, "probe_sha256": fingerprint(*probe)}
+
+
+def _shard_name(host: int, step: int) -> str:
+    return f"maps-h{host:03d}-s{step:06d}.npz"
+
+
 def explain_dataset(explain: Callable, params, source: Any, out: str, *, batch_size: int = 256,
                     decode: Callable | None = None, mesh: Mesh | None = None,
+                    settings: dict | None = None, overwrite: bool = False,
                     progress: bool = True, on_step: Callable[[int], None] | None = None) -> int:
     """Explain every row of ``source``, writing per-host, per-step shard files in ``out``.
+
+    The run directory carries a manifest per host (``manifest-h<host>.json``): the run's
+    settings (``settings``, the weights' and data's fingerprints, the batch size, the device
+    and host counts, the xjax version) and each shard's SHA-256 and row range. A run started
+    on a directory holding other settings raises :class:`~xjax._internal.rundir.SettingsMismatch`
+    with the differences (``overwrite=True`` discards the old run); a second concurrent run on
+    the same directory raises :class:`~xjax._internal.rundir.LockedError` (stale locks of dead
+    processes are taken over). Finished steps are skipped only when their shard matches its
+    checksum: truncated, emptied or missing shards are computed again.
 
     Args:
       explain: ``explain(params, x, y) -> f32[B, H, W]`` (an xjax explainer with its key bound,
@@ -167,6 +197,10 @@ def explain_dataset(explain: Callable, params, source: Any, out: str, *, batch_s
       batch_size: the global batch; a multiple of the mesh size. The last batch is padded by
         repeating its last row (the padding is not written).
       mesh: a 1-D ``"data"`` mesh (default :func:`data_mesh`).
+      settings: what else identifies the run (method and hyperparameters, model name, seed,
+        dataset and split): ``explain`` is a function, so only the caller can name it. Runs
+        differing in it refuse to share a directory.
+      overwrite: discard an existing run with other settings instead of refusing.
       on_step: called with each written step (progress hooks, tests).
 
     Returns:
@@ -174,78 +208,144 @@ def explain_dataset(explain: Callable, params, source: Any, out: str, *, batch_s
     """
     from tqdm.auto import tqdm
 
+    import xjax
+    from xjax._internal.rundir import RunDir, fingerprint
+
     mesh = data_mesh() if mesh is None else mesh
     ndev = mesh.devices.size
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or \
+            batch_size < 1:
+        raise ValueError(f"explain_dataset: batch_size must be a positive int, got {batch_size!r}")
     if batch_size % ndev:
         raise ValueError(f"explain_dataset: batch_size={batch_size} must be a multiple of the "
                          f"{ndev} devices of the mesh")
+    if settings is not None and not isinstance(settings, dict):
+        raise TypeError(f"explain_dataset: settings must be a dict, got {type(settings).__name__}")
     n = len(source[0]) if isinstance(source, tuple) else len(source)
+    if n == 0:
+        raise ValueError("explain_dataset: source is empty (0 rows)")
     if isinstance(source, tuple) and decode is None:
         decode = lambda rows: rows
     if decode is None:
         raise ValueError("explain_dataset: give decode(items) -> (x, y) for a data source")
-    os.makedirs(out, exist_ok=True)
     host, hosts = jax.process_index(), jax.process_count()
     per_host = batch_size // hosts
     steps = -(-n // batch_size)
-    path = lambda s: os.path.join(out, f"maps-h{host:03d}-s{s:06d}.npz")
-    todo = [s for s in range(steps) if not os.path.exists(path(s))]
-    sharding = NamedSharding(mesh, P("data"))
-    params = replicate(params, mesh)
-    run = jax.jit(per_device(explain, mesh), out_shardings=sharding)   # per-device scans
+    path = lambda s: os.path.join(out, _shard_name(host, s))
+    run_settings = {"user": settings or {}, "params_sha256": fingerprint(params),
+                    "data": _source_identity(source, decode), "batch_size": int(batch_size),
+                    "devices": int(ndev), "hosts": int(hosts), "xjax": xjax.__version__}
+    rundir = RunDir(out, run_settings, kind="explain_dataset",
+                    manifest=f"manifest-h{host:03d}.json", lock=f"lock-h{host:03d}",
+                    owned=f"maps-h{host:03d}-s*.npz", overwrite=overwrite,
+                    where="explain_dataset")
+    with rundir:
+        todo = [s for s in range(steps) if not rundir.verified(_shard_name(host, s))]
+        damaged = [s for s in todo if _shard_name(host, s) in rundir.files or
+                   os.path.exists(path(s))]
+        if damaged:
+            print(f"explain_dataset: {len(damaged)} shard(s) damaged or unrecorded, computing "
+                  f"them again: {', '.join(_shard_name(host, s) for s in damaged[:5])}"
+                  + (" ..." if len(damaged) > 5 else ""), file=sys.stderr)
+        sharding = NamedSharding(mesh, P("data"))
+        params = replicate(params, mesh)
+        run = jax.jit(per_device(explain, mesh), out_shardings=sharding)   # per-device scans
 
-    def host_rows(s):
-        idx = np.arange(s * batch_size + host * per_host, s * batch_size + (host + 1) * per_host)
-        valid = idx < n
-        return np.minimum(idx, n - 1), valid
+        def host_rows(s):
+            start = s * batch_size + host * per_host
+            idx = np.arange(start, start + per_host)
+            valid = idx < n
+            return np.minimum(idx, n - 1), valid
 
-    def load(s):
-        idx, valid = host_rows(s)
-        x, y = decode(_rows(source, idx))
-        return s, idx, valid, np.asarray(x, np.float32), np.asarray(y)
+        def load(s):
+            idx, valid = host_rows(s)
+            x, y = decode(_rows(source, idx))
+            return s, idx, valid, np.asarray(x, np.float32), np.asarray(y)
 
-    q: queue.Queue = queue.Queue(maxsize=2)
+        q: queue.Queue = queue.Queue(maxsize=2)
 
-    def reader():
-        for s in todo:
-            q.put(load(s))
-        q.put(None)
+        def reader():
+            try:
+                for s in todo:
+                    q.put(load(s))
+            except BaseException as e:        # re-raised by the main thread, never a hang
+                q.put(e)
+            q.put(None)
 
-    threading.Thread(target=reader, daemon=True).start()
-    bar = tqdm(total=steps, initial=steps - len(todo), desc="explain", disable=not progress)
-    done = 0
-    while (item := q.get()) is not None:
-        s, idx, valid, x, y = item
-        xg = jax.make_array_from_process_local_data(sharding, x)
-        yg = jax.make_array_from_process_local_data(sharding, y)
-        maps = run(params, xg, yg)
-        local = np.concatenate([np.asarray(sh.data) for sh in sorted(
-            maps.addressable_shards, key=lambda sh: sh.index[0].start or 0)])
-        tmp = path(s) + ".tmp.npz"
-        np.savez(tmp, maps=local[valid], index=idx[valid])
-        os.replace(tmp, path(s))
-        done += 1
-        bar.update()
-        if on_step is not None:
-            on_step(s)
-    bar.close()
-    return done
+        threading.Thread(target=reader, daemon=True).start()
+        bar = tqdm(total=steps, initial=steps - len(todo), desc="explain", disable=not progress)
+        done = 0
+        while (item := q.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            s, idx, valid, x, y = item
+            xg = jax.make_array_from_process_local_data(sharding, x)
+            yg = jax.make_array_from_process_local_data(sharding, y)
+            maps = run(params, xg, yg)
+            local = np.concatenate([np.asarray(sh.data) for sh in sorted(
+                maps.addressable_shards, key=lambda sh: sh.index[0].start or 0)])
+            rows = idx[valid]
+            lo = int(rows[0]) if len(rows) else int(idx[0])
+            rundir.write(_shard_name(host, s),
+                         lambda f, m=local[valid], r=rows: np.savez(f, maps=m, index=r),
+                         rows=[lo, lo + len(rows)])
+            done += 1
+            bar.update()
+            if on_step is not None:
+                on_step(s)
+        bar.close()
+        return done
 
 
 def load_maps(out: str, n: int | None = None) -> np.ndarray:
     """Every row written by :func:`explain_dataset` in ``out``, in dataset order.
 
+    Only the shards the manifests record are read, each checked against its SHA-256 first; the
+    manifests of all hosts must hold the same settings.
+
+    Args:
+      out: the run directory.
+      n: the expected number of rows (default: the data's length in the manifest).
+
     Raises:
-      ValueError: a row is missing (when ``n`` is given) or written twice.
+      FileNotFoundError: ``out`` has no manifest.
+      ValueError: a shard is damaged or missing (named), a row is missing or written twice, or
+        the hosts' manifests disagree.
     """
-    files = sorted(glob.glob(os.path.join(out, "maps-h*-s*.npz")))
-    if not files:
-        raise FileNotFoundError(f"load_maps: no shard files in {out!r}")
-    parts = [np.load(f) for f in files]
-    index = np.concatenate([p["index"] for p in parts])
-    maps = np.concatenate([p["maps"] for p in parts])
+    from xjax._internal.rundir import check_file, read_manifest
+
+    manifests = sorted(glob.glob(os.path.join(out, "manifest-h*.json")))
+    if not manifests:
+        hint = (" (shards without a manifest: written by an older xjax; run again with "
+                "overwrite=True)" if glob.glob(os.path.join(out, "maps-h*-s*.npz")) else "")
+        raise FileNotFoundError(f"load_maps: no run manifest in {out!r}{hint}")
+    records = [read_manifest(m, where="load_maps") for m in manifests]
+    if any(r["settings"] != records[0]["settings"] for r in records):
+        raise ValueError(f"load_maps: the host manifests in {out!r} hold different settings")
+    expected = records[0]["settings"]["data"]["rows"] if n is None else n
+    maps, index = [], []
+    for rec in records:
+        for name, meta in sorted(rec["files"].items()):
+            f = os.path.join(out, name)
+            why = check_file(f, meta)
+            if why is not None:
+                raise ValueError(f"load_maps: shard {f} is damaged ({why}); run explain_dataset "
+                                 f"again on {out!r} to recompute it")
+            try:
+                with np.load(f, allow_pickle=False) as part:
+                    maps.append(part["maps"])
+                    index.append(part["index"])
+            except (OSError, ValueError, KeyError, EOFError) as e:
+                raise ValueError(f"load_maps: shard {f} is unreadable ({e})") from e
+            lo, hi = meta["rows"]
+            if len(index[-1]) != hi - lo or len(maps[-1]) != hi - lo:
+                raise ValueError(f"load_maps: shard {f} holds {len(index[-1])} rows, its record "
+                                 f"says [{lo}, {hi})")
+    index = np.concatenate(index) if index else np.zeros((0,), np.int64)
+    maps = np.concatenate(maps) if maps else np.zeros((0,), np.float32)
     if len(np.unique(index)) != len(index):
         raise ValueError(f"load_maps: rows written twice in {out!r}")
-    if n is not None and len(index) != n:
-        raise ValueError(f"load_maps: {len(index)} rows in {out!r}, expected {n}")
+    if len(index) != expected:
+        raise ValueError(f"load_maps: {len(index)} rows in {out!r}, expected {expected} "
+                         f"(an unfinished run: start it again to complete it)")
     return maps[np.argsort(index)]

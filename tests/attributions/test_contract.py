@@ -178,6 +178,31 @@ def test_bad_input(name, kwargs, data):
         call(e, name, params, x, y[:2])
     with pytest.raises(ValueError, match=r"\[0, 4\)"):
         call(e, name, params, x, y + 4)
+    # an empty batch: one decision for every function, a named error (before: a slice error
+    # from the batching engine, or ZeroDivisionError in the bounds)
+    with pytest.raises(ValueError, match="x is an empty batch"):
+        call(e, name, params, x[:0], y[:0])
+    # float labels were truncated to classes (1.7 -> 1)
+    with pytest.raises(TypeError, match="integer class indices"):
+        call(e, name, params, x, y.astype(jnp.float32) + 0.7)
+    # NaN or infinite pixels are refused eagerly (before: NaN maps, or sobol's finite map)
+    for v in (jnp.nan, jnp.inf):
+        with pytest.raises(ValueError, match="NaN or infinite pixels in 1 of its 4 images"):
+            call(e, name, params, x.at[2, 1, 1, 0].set(v), y)
+
+
+@pytest.mark.parametrize("name,kwargs", EXPLAINERS, ids=IDS)
+def test_non_finite_images_under_jit_give_nan_rows(name, kwargs, data):
+    """Under jit a NaN image cannot be refused: its row is NaN whatever the model does with NaN
+    (the conv model's ReLU and max drop it), the other rows are unchanged."""
+    params, x, y = data
+    e = build(name, kwargs)
+    bad = x.at[1, 2, 3, 0].set(jnp.nan).at[3, 0, 0, 1].set(-jnp.inf)
+    maps = jax.jit(lambda p, xs, ys: call(e, name, p, xs, ys))(params, bad, y)
+    assert bool(jnp.isnan(maps[1]).all()) and bool(jnp.isnan(maps[3]).all())
+    good = call(e, name, params, x, y)
+    np.testing.assert_allclose(maps[jnp.asarray([0, 2])], good[jnp.asarray([0, 2])], rtol=1e-5,
+                               atol=1e-6)
 
 
 @pytest.mark.parametrize("factory,kwargs,match", [

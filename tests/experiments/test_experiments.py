@@ -207,3 +207,53 @@ def test_featviz_maco_quick_and_resume(tmp_path):
     again = featviz_maco.main(["--quick", "--out", str(tmp_path)]).rows
     assert os.path.getmtime(tmp_path / "featviz_quick_maco.npz") == stamp
     assert again == rows
+
+
+RESULTS_HOLDER = """
+import sys, time
+sys.path.insert(0, sys.argv[2])
+from _results import Results
+r = Results(sys.argv[1], {"script": "x.py", "quick": True})
+r.add("a", {"v": 1.0})
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_results_file_refuses_other_settings_and_a_concurrent_run(tmp_path, capsys):
+    """A results file records its settings: a run with other settings refuses with the
+    difference (``--overwrite`` starts afresh), and a second live run is kept out by the lock."""
+    import subprocess
+
+    from _results import Results
+
+    from xjax._internal.rundir import LockedError, SettingsMismatch
+
+    path = str(tmp_path / "r.json")
+    here = os.path.join(os.path.dirname(__file__), "..", "..", "experiments")
+    proc = subprocess.Popen([sys.executable, "-c", RESULTS_HOLDER, path, here],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        with pytest.raises(LockedError, match=f"process {proc.pid}"):
+            Results(path, {"script": "x.py", "quick": True})
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    with pytest.raises(SettingsMismatch, match="quick: stored True, requested False"):
+        Results(path, {"script": "x.py", "quick": False})
+    r = Results(path, {"script": "x.py", "quick": True})            # same settings: resumes
+    assert r.done("a")
+    fresh = Results(path, {"script": "x.py", "quick": False}, overwrite=True)
+    assert fresh.rows == {}
+    fresh.add("b", {"v": 2.0})
+    with open(path) as f:
+        data = json.load(f)
+    assert list(data["rows"]) == ["b"] and data["meta"]["settings"]["quick"] is False
+    # a file from before settings were recorded is adopted, with a message
+    legacy = str(tmp_path / "old.json")
+    with open(legacy, "w") as f:
+        json.dump({"meta": {}, "rows": {"a": {}}}, f)
+    assert Results(legacy, {"script": "x.py"}).done("a")
+    assert "no settings recorded" in capsys.readouterr().err

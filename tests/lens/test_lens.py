@@ -145,6 +145,33 @@ def test_interrupted_build_resumes_without_recomputing(atlas, fmnist_cnn):
                                [c["importance"] for c in before["concepts"]], rtol=1e-4)
 
 
+@needs_fmnist
+def test_other_settings_refused_and_a_damaged_class_rebuilt(atlas, fmnist_cnn):
+    """Before: a build with other settings resumed into the atlas (its classes mixed), and a
+    class counted as done whenever its class.json existed."""
+    from xjax._internal.rundir import SettingsMismatch
+
+    out, records = atlas
+    x, y = xjax.lens.dataset_arrays("fashion_mnist", fmnist_cnn)
+    kw = {"classes": [0, 1, 7], "nb_concepts": 3, "images_per_class": 24, "patch_size": 12,
+          "viz_steps": 4, "viz_crops": 2, "examples": 1, "progress": False}
+    with pytest.raises(SettingsMismatch, match="nb_concepts: stored 3, requested 2"):
+        xjax.lens.build_lens(fmnist_cnn, x[:600], y[:600], out, **{**kw, "nb_concepts": 2})
+    with pytest.raises(SettingsMismatch, match="images_sha256"):
+        xjax.lens.build_lens(fmnist_cnn, x[:600] * 0.5, y[:600], out, **kw)
+    folders = [os.path.join(out, "classes", r["slug"]) for r in records]
+    kept = os.path.getmtime(os.path.join(folders[0], "class.json"))
+    damaged = os.path.join(folders[2], records[2]["concepts"][0]["crops"])
+    with open(damaged, "r+b") as f:                       # a truncated crop strip
+        f.truncate(10)
+    xjax.lens.build_lens(fmnist_cnn, x[:600], y[:600], out, **kw)
+    assert os.path.getmtime(os.path.join(folders[0], "class.json")) == kept
+    assert os.path.getsize(damaged) > 10                  # rebuilt
+    with open(os.path.join(out, "lens-manifest.json")) as f:
+        files = json.load(f)["files"]
+    assert sorted(files) == sorted(f"classes/{r['slug']}/class.json" for r in records)
+
+
 def test_dataset_folders_are_matched_to_class_names(tmp_path, fmnist_cnn):
     from PIL import Image
 

@@ -103,3 +103,26 @@ def test_out_of_range_labels_under_jit_give_nan(toy):
         np.testing.assert_allclose(got[[0, 2, 3, 5]], full[[0, 2, 3, 5]], rtol=1e-5, atol=1e-6)
     margin = xjax.metrics.robustness_sr(model_fn, search_steps=2, pgd_steps=2)
     assert np.isnan(np.asarray(jax.jit(margin)(w, x, bad, oracle))[[1, 4]]).all()
+
+
+def test_empty_float_labels_and_non_finite_images(toy):
+    """One decision for every metric: an empty batch and float labels are refused eagerly
+    (before: a slice error from the batching engine; labels truncated), NaN or infinite pixels
+    are refused eagerly and give NaN rows under jit (a linear model would otherwise score them)."""
+    model_fn, w, x, y, oracle, random, inverted = toy
+    mu = M.mu_fidelity(model_fn, grid_size=2, nb_samples=8, subset_percent=0.25)
+    margin = M.robustness_sr(model_fn, search_steps=2, pgd_steps=2)
+    metrics = (M.deletion(model_fn, steps=4), M.insertion(model_fn, steps=4),
+               lambda *a: mu(*a, key=jax.random.key(0)), M.average_drop(model_fn), margin)
+    bad = x.at[2, 0, 0, 0].set(jnp.nan).at[5, 1, 1, 0].set(jnp.inf)
+    for metric in metrics:
+        with pytest.raises(ValueError, match="x is an empty batch"):
+            metric(w, x[:0], y[:0], oracle[:0])
+        with pytest.raises(TypeError, match="integer class indices"):
+            metric(w, x, y.astype(jnp.float32) + 0.2, oracle)
+        with pytest.raises(ValueError, match="NaN or infinite pixels in 2 of its 6 images"):
+            metric(w, bad, y, oracle)
+        got = np.asarray(jax.jit(metric)(w, bad, y, oracle))
+        full = np.asarray(metric(w, x, y, oracle))
+        assert np.isnan(got[[2, 5]]).all()
+        np.testing.assert_allclose(got[[0, 1, 3, 4]], full[[0, 1, 3, 4]], rtol=1e-5, atol=1e-6)

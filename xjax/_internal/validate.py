@@ -1,16 +1,22 @@
 """Eager input validation: clear errors before anything is traced or compiled."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 _CHANNEL_COUNTS = (1, 2, 3, 4)
 
 
-def check_images(x, name: str = "x", *, channels: int | None = None,
-                 where: str = "") -> None:
+def check_images(x, name: str = "x", *, channels: int | None = None, where: str = "",
+                 nonempty: bool = False, finite: bool = False) -> None:
     """Raise a clear error unless ``x`` looks like a batch of NHWC images.
 
-    Works on NumPy arrays, JAX arrays and tracers (only the static shape and dtype are read).
+    Works on NumPy arrays, JAX arrays and tracers (the static shape and dtype; ``finite`` reads
+    the values of a concrete array only: a tracer cannot be checked before compilation).
+
+    Args:
+      nonempty: refuse an empty batch (N = 0).
+      finite: refuse NaN or infinite pixels.
     """
     prefix = f"{where}: " if where else ""
     shape = getattr(x, "shape", None)
@@ -33,6 +39,17 @@ def check_images(x, name: str = "x", *, channels: int | None = None,
     if channels is None and shape[-1] not in _CHANNEL_COUNTS and shape[1] in _CHANNEL_COUNTS:
         raise ValueError(f"{prefix}{name} looks channel-first (shape {tuple(shape)}); xjax expects "
                          f"channels-last NHWC: use x.transpose(0, 2, 3, 1)")
+    if nonempty and shape[0] == 0:
+        raise ValueError(f"{prefix}{name} is an empty batch (shape {tuple(shape)}); give at least "
+                         f"one image")
+    if nonempty and 0 in shape[1:]:
+        raise ValueError(f"{prefix}{name} has an empty axis (shape {tuple(shape)})")
+    if finite and not isinstance(x, jax.core.Tracer):
+        xp = jnp if isinstance(x, jax.Array) else np      # host arrays stay on the host
+        bad = int(xp.sum((~xp.isfinite(xp.asarray(x))).reshape(shape[0], -1).any(axis=1)))
+        if bad:
+            raise ValueError(f"{prefix}{name} holds NaN or infinite pixels in {bad} of its "
+                             f"{shape[0]} images; under jax.jit their rows come out NaN")
 
 
 def check_positive_int(value, name: str, *, where: str = "", minimum: int = 1) -> int:

@@ -1,6 +1,7 @@
 """Machinery shared by explainers: eager validation, channel reduction, the gradient and
 perturbation engines (chunked by ``batch_size`` over inputs and samples together)."""
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -42,10 +43,15 @@ def output_classes(model_fn, params, x) -> int | None:
     return out.shape[-1] if len(out.shape) == 2 else None
 
 
-def check_inputs(x, y, where: str, model_fn=None, params=None) -> None:
-    """``x`` NHWC floating images; ``y`` one label per image, and, when ``model_fn`` is given,
-    integer labels in ``[0, K)`` (K from an abstract evaluation; traced labels are not checked)."""
-    check_images(x, "x", where=where)
+def check_inputs(x, y, where: str, model_fn=None, params=None, score_fn=None) -> None:
+    """``x`` a non-empty batch of finite NHWC floating images (finiteness is checked when ``x``
+    is concrete; see :func:`guarded` for traced inputs); ``y`` one label per image: integer
+    class indices when ``score_fn`` is a class-index score (:data:`CLASS_INDEX_SCORES`), and,
+    when ``model_fn`` is given, in ``[0, K)`` (K from an abstract evaluation; traced labels are
+    not checked)."""
+    from xjax.attributions._score import CLASS_INDEX_SCORES
+
+    check_images(x, "x", where=where, nonempty=True, finite=True)
     leaves = jax.tree.leaves(y)
     if not leaves:
         raise TypeError(f"{where}: y must be i32[N] labels or a per-example pytree, got {y!r}")
@@ -53,6 +59,14 @@ def check_inputs(x, y, where: str, model_fn=None, params=None) -> None:
         if getattr(leaf, "shape", ())[:1] != (x.shape[0],):
             raise ValueError(f"{where}: y must have one entry per image (leading axis "
                              f"{x.shape[0]}), got shape {getattr(leaf, 'shape', ())}")
+    if score_fn in CLASS_INDEX_SCORES:
+        dtype = getattr(leaves[0], "dtype", None)
+        if len(leaves) != 1 or leaves[0].ndim != 1 or dtype is None or \
+                not jnp.issubdtype(dtype, jnp.integer):
+            raise TypeError(f"{where}: y must be integer class indices i32[N] for score_fn="
+                            f"{score_fn.__name__}, got {type(y).__name__} of dtype "
+                            f"{dtype} (float labels would be truncated; cast with "
+                            f"y.astype(int) if that is meant)")
     if model_fn is None or len(leaves) != 1 or leaves[0].ndim != 1 or \
             not jnp.issubdtype(leaves[0].dtype, jnp.integer):
         return
@@ -66,6 +80,33 @@ def check_inputs(x, y, where: str, model_fn=None, params=None) -> None:
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"{where}: y must be class indices in [0, {num_classes}), got values in "
                          f"[{labels.min()}, {labels.max()}]")
+
+
+def nan_rows(x, out):
+    """``out`` (a pytree of per-row results) with NaN in every row whose image ``x[n]`` holds a
+    NaN or an infinity: under ``jit`` such an image cannot be refused, and a model that drops
+    NaN (``max(NaN, 0)`` in a ReLU or a pooling) would otherwise give a plausible map."""
+    bad = ~jnp.isfinite(x).reshape(x.shape[0], -1).all(axis=1)
+
+    def one(a):
+        if not jnp.issubdtype(a.dtype, jnp.floating) or a.shape[:1] != x.shape[:1]:
+            return a
+        return jnp.where(bad.reshape((-1,) + (1,) * (a.ndim - 1)), jnp.nan, a).astype(a.dtype)
+
+    return jax.tree.map(one, out)
+
+
+def guarded(where: str, model_fn, score_fn) -> Callable:
+    """Decorate an explainer or metric ``fn(params, x, y, ...)``: inputs are validated eagerly
+    (:func:`check_inputs`, before tracing), and rows of non-finite images are NaN in the output
+    (:func:`nan_rows`). The one boundary every public explainer and metric goes through."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def run(params, x, y, *args, **kwargs):
+            check_inputs(x, y, where, model_fn, params, score_fn)
+            return nan_rows(x, fn(params, x, y, *args, **kwargs))
+        return run
+    return wrap
 
 
 def reduce_channels(maps: Float[Array, "N H W C"], reduction: str | None):

@@ -6,7 +6,8 @@ from jaxtyping import Array, Float
 
 from xjax._internal.batching import chunked
 from xjax._internal.validate import check_positive_int
-from xjax.attributions._common import check_batch_size, check_inputs, check_key
+from xjax.attributions._common import check_batch_size, check_key, guarded
+from xjax.attributions._score import logit
 from xjax.bounds import bounds as make_bounds
 from xjax.typing import Explainer, ModelFn
 
@@ -124,8 +125,8 @@ def eva(model_fn: ModelFn, *, epsilon: float = 0.05, grid_size: int = 7, bound: 
             iv = verified(params, lo, hi, spec=spec)
         return jnp.where(is_self, -jnp.inf, iv.upper)
 
+    @guarded(name, model_fn, logit)          # y: class indices (margins against rivals)
     def explainer(params, x: Float[Array, "N H W C"], y, *, key=None) -> Float[Array, "N H W"]:
-        check_inputs(x, y, name, model_fn, params)
         if empirical:
             check_key(key, name)
         n, h, w = x.shape[:3]

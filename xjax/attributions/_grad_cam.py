@@ -5,7 +5,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from xjax._internal.batching import chunked
-from xjax.attributions._common import check_batch_size, check_inputs, resize_maps
+from xjax.attributions._common import check_batch_size, guarded, resize_maps
 from xjax.attributions._score import logit
 from xjax.typing import Explainer, FeaturesFn, HeadFn, ScoreFn
 
@@ -25,9 +25,9 @@ def _cam_method(name, weights_fn, features_fn, head_fn, score_fn, batch_size, re
     def model_fn(params, x):
         return head_fn(params, features_fn(params, x))
 
+    @guarded(name, model_fn, score_fn)
     def explainer(params, x: Float[Array, "N H W C"], y, *, key=None):
         del key
-        check_inputs(x, y, name, model_fn, params)
 
         def cams(xb, yb):
             a = features_fn(params, xb)                                    # [B, h, w, F]

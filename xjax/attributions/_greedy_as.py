@@ -9,8 +9,9 @@ from jaxtyping import Array, Float
 from xjax._internal.attack import check_attack, minimal_radius
 from xjax._internal.batching import chunked
 from xjax._internal.validate import check_positive_int
-from xjax.attributions._common import check_batch_size, check_inputs, check_key
+from xjax.attributions._common import check_batch_size, check_key, guarded
 from xjax.attributions._lime import grid_segments
+from xjax.attributions._score import logit
 from xjax.typing import Explainer, ModelFn
 
 __all__ = ["greedy_as"]
@@ -92,8 +93,8 @@ def greedy_as(model_fn: ModelFn, *, grid_size: int | None = None, nb_samples: in
                             search_steps=search_steps, pgd_steps=pgd_steps,
                             step_scale=step_scale, clip=clip)
 
+    @guarded(name, model_fn, logit)          # y: class indices (margins against rivals)
     def explainer(params, x: Float[Array, "N H W C"], y, *, key=None):
-        check_inputs(x, y, name, model_fn, params)
         check_key(key, name)
         n, h, w = x.shape[:3]
         if grid_size is not None and grid_size > min(h, w):

@@ -22,9 +22,9 @@ from jaxtyping import Array, Float
 from xjax._internal.jaxpr import bind, walk
 from xjax.attributions._common import (
     check_batch_size,
-    check_inputs,
     check_reduction,
     gradient_moments,
+    guarded,
     reduce_channels,
 )
 from xjax.attributions._score import logit
@@ -117,9 +117,9 @@ def _modified_backprop(name, policy, model_fn, score_fn, batch_size, channel_red
     check_reduction(channel_reduction, name)
     rewritten = rewrite_relu_gradients(model_fn, policy)
 
+    @guarded(name, model_fn, score_fn)
     def explainer(params, x: Float[Array, "N H W C"], y, *, key=None):
         del key
-        check_inputs(x, y, name, model_fn, params)
         (g,) = gradient_moments(rewritten, score_fn, params, x, y, lambda xi, s: xi,
                                 jnp.ones((1,), x.dtype), batch_size=batch_size)
         return reduce_channels(g, channel_reduction)

@@ -7,9 +7,9 @@ from jaxtyping import Array, Float
 from xjax._internal.validate import check_positive_int
 from xjax.attributions._common import (
     check_batch_size,
-    check_inputs,
     check_reduction,
     gradient_moments,
+    guarded,
     reduce_channels,
 )
 from xjax.attributions._score import logit
@@ -77,9 +77,9 @@ def integrated_gradients(model_fn: ModelFn, *, steps: int = 50,
         raise ValueError(f"integrated_gradients: baseline must be a scalar or an array "
                          f"(H, W, C), got shape {baseline_arr.shape}")
 
+    @guarded("integrated_gradients", model_fn, score_fn)
     def explainer(params, x: Float[Array, "N H W C"], y, *, key=None):
         del key
-        check_inputs(x, y, "integrated_gradients", model_fn, params)
         if baseline_arr.ndim == 3 and baseline_arr.shape != tuple(x.shape[1:]):
             raise ValueError(f"integrated_gradients: baseline has shape {baseline_arr.shape}, "
                              f"the images are {tuple(x.shape[1:])}")

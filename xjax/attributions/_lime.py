@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from xjax._internal.validate import check_positive_int
-from xjax.attributions._common import check_batch_size, check_inputs, check_key, score_table
+from xjax.attributions._common import check_batch_size, check_key, guarded, score_table
 from xjax.attributions._score import logit
 from xjax.typing import Explainer, ModelFn, ScoreFn
 
@@ -81,8 +81,8 @@ def _segmenter(name, segmentation, grid_size, nb_segments):
 
 
 def _surrogate_explainer(name, model_fn, *, draw, solve, segmenter, baseline, score_fn, batch_size):
+    @guarded(name, model_fn, score_fn)
     def explainer(params, x: Float[Array, "N H W C"], y, *, key=None, segments=None):
-        check_inputs(x, y, name, model_fn, params)
         check_key(key, name)
         n, h, w = x.shape[:3]
         if segments is None:

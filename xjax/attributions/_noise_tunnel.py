@@ -5,7 +5,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from xjax._internal.validate import check_positive_int
-from xjax.attributions._common import check_key
+from xjax.attributions._common import check_key, guarded
 from xjax.typing import Explainer
 
 __all__ = ["noise_tunnel"]
@@ -41,6 +41,7 @@ def noise_tunnel(explainer: Explainer, *, nb_samples: int = 50, noise: float = 0
     if not callable(explainer):
         raise TypeError("noise_tunnel: explainer must be an xjax explainer (a callable)")
 
+    @guarded("noise_tunnel", None, None)     # labels: checked by the wrapped explainer
     def wrapped(params, x: Float[Array, "N H W C"], y, *, key=None):
         check_key(key, "noise_tunnel")
 

@@ -5,7 +5,7 @@ from jaxtyping import Array, Float
 
 from xjax._internal.batching import add_rows, pad_rows, padded_rows, slice_rows
 from xjax._internal.validate import check_positive_int
-from xjax.attributions._common import check_batch_size, check_inputs, perturbation_accumulate, scores
+from xjax.attributions._common import check_batch_size, guarded, perturbation_accumulate, scores
 from xjax.attributions._score import logit
 from xjax.typing import Explainer, ModelFn, ScoreFn
 
@@ -49,9 +49,9 @@ def occlusion(model_fn: ModelFn, *, patch_size: int | tuple[int, int] = 3,
             check_positive_int(s, name, where="occlusion")
     batch_size = check_batch_size(batch_size, "occlusion")
 
+    @guarded("occlusion", model_fn, score_fn)
     def explainer(params, x: Float[Array, "N H W C"], y, *, key=None):
         del key
-        check_inputs(x, y, "occlusion", model_fn, params)
         h, w = x.shape[1:3]
         if size[0] > h or size[1] > w:
             raise ValueError(f"occlusion: patch_size {size} is larger than the images ({h}, {w})")

@@ -8,7 +8,7 @@ from jaxtyping import Array, Float
 
 from xjax._internal.batching import add_rows, padded_rows
 from xjax._internal.validate import check_positive_int
-from xjax.attributions._common import check_batch_size, check_inputs, check_key, perturbation_accumulate
+from xjax.attributions._common import check_batch_size, check_key, guarded, perturbation_accumulate
 from xjax.attributions._score import logit
 from xjax.typing import Explainer, ModelFn, ScoreFn
 
@@ -64,8 +64,8 @@ def rise(model_fn: ModelFn, *, nb_samples: int = 4000, grid_size: int = 7,
         raise ValueError(f"rise: preservation_probability must be in (0, 1], got "
                          f"{preservation_probability}")
 
+    @guarded("rise", model_fn, score_fn)
     def explainer(params, x: Float[Array, "N H W C"], y, *, key=None):
-        check_inputs(x, y, "rise", model_fn, params)
         check_key(key, "rise")
         n, h, w = x.shape[:3]
         if grid_size > min(h, w):

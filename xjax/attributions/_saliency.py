@@ -5,9 +5,9 @@ from jaxtyping import Array, Float
 
 from xjax.attributions._common import (
     check_batch_size,
-    check_inputs,
     check_reduction,
     gradient_moments,
+    guarded,
     reduce_channels,
 )
 from xjax.attributions._score import logit
@@ -59,9 +59,9 @@ def saliency(model_fn: ModelFn, *, score_fn: ScoreFn = logit, batch_size: int | 
     batch_size = check_batch_size(batch_size, "saliency")
     check_reduction(channel_reduction, "saliency")
 
+    @guarded("saliency", model_fn, score_fn)
     def explainer(params, x: Float[Array, "N H W C"], y, *, key=None):
         del key  # deterministic
-        check_inputs(x, y, "saliency", model_fn, params)
         g = _input_gradient(model_fn, score_fn, params, x, y, batch_size)
         return reduce_channels(jnp.abs(g) if absolute else g, channel_reduction)
 
@@ -91,9 +91,9 @@ def gradient_input(model_fn: ModelFn, *, score_fn: ScoreFn = logit, batch_size: 
     batch_size = check_batch_size(batch_size, "gradient_input")
     check_reduction(channel_reduction, "gradient_input")
 
+    @guarded("gradient_input", model_fn, score_fn)
     def explainer(params, x: Float[Array, "N H W C"], y, *, key=None):
         del key
-        check_inputs(x, y, "gradient_input", model_fn, params)
         g = _input_gradient(model_fn, score_fn, params, x, y, batch_size)
         return reduce_channels(g * x, channel_reduction)
 

@@ -39,6 +39,10 @@ def log_probability(out: Float[Array, "B K"], y: Int[Array, " B"]) -> Float[Arra
     return logit(jax.nn.log_softmax(out.astype(jnp.float32), axis=-1), y)
 
 
+CLASS_INDEX_SCORES = frozenset({logit, probability, log_probability})
+"""The scores whose ``y`` are class indices (integer arrays, checked eagerly)."""
+
+
 def regression(out: Float[Array, "B K"], y: Float[Array, "B K"]) -> Float[Array, " B"]:
     """A weighted sum of regression outputs, ``sum_k out[b, k] y[b, k]``: ``y`` one-hot picks one
     output, other weights explain a combination (Xplique's regression operator)."""

@@ -7,10 +7,10 @@ from jaxtyping import Array, Float
 from xjax._internal.validate import check_positive_int
 from xjax.attributions._common import (
     check_batch_size,
-    check_inputs,
     check_key,
     check_reduction,
     gradient_moments,
+    guarded,
     reduce_channels,
 )
 from xjax.attributions._score import logit
@@ -28,8 +28,8 @@ def _noisy_gradient_method(name: str, statistic: str, model_fn: ModelFn, *, nb_s
     if isinstance(noise, (int, float)) and noise < 0:
         raise ValueError(f"{name}: noise must be >= 0, got {noise}")
 
+    @guarded(name, model_fn, score_fn)
     def explainer(params, x: Float[Array, "N H W C"], y, *, key=None):
-        check_inputs(x, y, name, model_fn, params)
         check_key(key, name)
 
         # Sample s adds eps_s ~ N(0, noise^2 I); the same S draws serve every input, so each

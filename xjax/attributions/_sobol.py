@@ -8,7 +8,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from xjax._internal.validate import check_positive_int
-from xjax.attributions._common import check_batch_size, check_inputs, score_table
+from xjax.attributions._common import check_batch_size, guarded, score_table
 from xjax.attributions._score import logit
 from xjax.gsa._hsic import KERNELS, hsic_scores
 from xjax.gsa._sobol import ESTIMATORS, SAMPLERS, replicated_design, sample, sobol_indices
@@ -162,9 +162,9 @@ def sobol(model_fn: ModelFn, *, grid_size: int = 8, nb_design: int = 32, sampler
     design = np.asarray(replicated_design(nb_design, d, sampler=sampler, key=design_key,
                                           skip=skip if sampler == "sobol" else 0))
 
+    @guarded("sobol", model_fn, score_fn)
     def explainer(params, x: Float[Array, "N H W C"], y, *, key=None):
         del key
-        check_inputs(x, y, "sobol", model_fn, params)
         values = _masked_scores("sobol", model_fn, score_fn, params, x, y, jnp.asarray(design),
                                 grid_size=grid_size, nb_channels=nb_channels, perturb=perturb,
                                 mask_interpolation=mask_interpolation, batch_size=batch_size)
@@ -221,9 +221,9 @@ def hsic(model_fn: ModelFn, *, grid_size: int = 8, nb_design: int = 500, sampler
     d = grid_size * grid_size * nb_channels
     design = np.round(np.asarray(sample(sampler, nb_design, d, design_key))).astype(np.float32)
 
+    @guarded("hsic", model_fn, score_fn)
     def explainer(params, x: Float[Array, "N H W C"], y, *, key=None):
         del key
-        check_inputs(x, y, "hsic", model_fn, params)
         m = jnp.asarray(design)
         values = _masked_scores("hsic", model_fn, score_fn, params, x, y, m,
                                 grid_size=grid_size, nb_channels=nb_channels, perturb=perturb,

@@ -154,8 +154,15 @@ def build_lens(model: Model, images: Float[np.ndarray, "N H W C"], labels: Int[n
                method: str = "saliency", viz_steps: int = 128, viz_crops: int = 8,
                examples: int = 4, seed: int = 0, title: str = "xjax Lens",
                model_name: str = "model", dataset_name: str = "dataset",
-               progress: bool = True) -> list[dict]:
+               overwrite: bool = False, progress: bool = True) -> list[dict]:
     """Build (or resume) a Lens atlas in ``out``.
+
+    ``out`` carries a manifest (``lens-manifest.json``: the weights' and images' fingerprints
+    and every setting below that changes a class's content) and a lock; a build with other
+    settings on an existing atlas refuses with the differences (``overwrite=True`` rebuilds
+    it), a concurrent build refuses, and a class counts as finished only when its
+    ``class.json`` and every file it lists match their recorded SHA-256 (a damaged class is
+    rebuilt).
 
     Args:
       model: a :class:`~xjax.typing.Model` with ``features_fn``/``head_fn`` split at a
@@ -168,12 +175,11 @@ def build_lens(model: Model, images: Float[np.ndarray, "N H W C"], labels: Int[n
       method: the attribution method shown next to the concept maps.
       viz_steps, viz_crops: MACO steps and crops per concept visualization (0: none).
       examples: images per class with attribution maps.
+      overwrite: rebuild an atlas that was built with other settings.
 
     Returns:
       The class records (``class.json`` contents), in class order.
     """
-    from tqdm.auto import tqdm
-
     from xjax.attributions import METHODS
     from xjax.lens._site import write_class_page, write_global_pages
 
@@ -194,17 +200,60 @@ def build_lens(model: Model, images: Float[np.ndarray, "N H W C"], labels: Int[n
     bad = [c for c in classes if not 0 <= c < len(names)]
     if bad:
         raise ValueError(f"build_lens: classes {bad} are outside [0, {len(names)})")
+    from xjax import __version__
+    from xjax._internal.rundir import RunDir, fingerprint
+
+    settings = {"model": model_name, "params_sha256": fingerprint(model.params),
+                "images_sha256": fingerprint(images, labels), "classes": list(classes),
+                "nb_concepts": nb_concepts, "images_per_class": images_per_class,
+                "patch_size": patch_size, "method": method, "viz_steps": viz_steps,
+                "viz_crops": viz_crops, "examples": examples, "seed": seed, "xjax": __version__}
     os.makedirs(os.path.join(out, "classes"), exist_ok=True)
+    rundir = RunDir(out, settings, kind="lens", manifest="lens-manifest.json", lock="lens.lock",
+                    owned="classes/*/class.json", overwrite=overwrite, where="build_lens")
+    with rundir:
+        records = _build_classes(model, images, labels, out, rundir, classes, names, pred,
+                                 all_logits, nb_concepts=nb_concepts,
+                                 images_per_class=images_per_class, patch_size=patch_size,
+                                 method=method, viz_steps=viz_steps, viz_crops=viz_crops,
+                                 examples=examples, seed=seed, progress=progress)
+        slugs = [r["slug"] for r in records]
+        for i, rec in enumerate(records):
+            write_class_page(out, rec, (slugs[i - 1] if i else None,
+                                        slugs[i + 1] if i + 1 < len(slugs) else None))
+        write_global_pages(out, [{"name": r["name"], "slug": r["slug"]} for r in records],
+                           _embedding(records),
+                           {"title": title, "model": model_name, "dataset": dataset_name})
+    return records
+
+
+def _build_classes(model, images, labels, out, rundir, classes, names, pred, all_logits, *,
+                   nb_concepts, images_per_class, patch_size, method, viz_steps, viz_crops,
+                   examples, seed, progress):
+    """Build each class not finished yet, recording its ``class.json`` and files in the
+    manifest; the records in class order."""
+    from tqdm.auto import tqdm
+
+    from xjax._internal.rundir import check_file, sha256_file
+    from xjax.lens._site import write_class_page
+
+    def finished(marker: str) -> bool:        # class.json and every file it was written with
+        if not rundir.verified(marker):
+            return False
+        assets = rundir.files[marker].get("assets", {})
+        return all(check_file(os.path.join(out, f), rec) is None for f, rec in assets.items())
+
     records = []
     bar = tqdm(classes, desc="Lens classes", disable=not progress)
     for c in bar:
         slug = class_slug(c, names[c])
         folder = os.path.join(out, "classes", slug)
-        marker = os.path.join(folder, "class.json")
-        if os.path.exists(marker):
-            with open(marker) as f:
+        marker = f"classes/{slug}/class.json"
+        if finished(marker):
+            with open(os.path.join(out, marker)) as f:
                 records.append(json.load(f))
             continue
+        rundir.forget(marker)
         idx = np.flatnonzero(pred == c)[:images_per_class]
         if len(idx) < max(4, nb_concepts):
             bar.write(f"lens: skipping class {names[c]!r}: only {len(idx)} images are predicted "
@@ -218,18 +267,13 @@ def build_lens(model: Model, images: Float[np.ndarray, "N H W C"], labels: Int[n
                            key=jax.random.fold_in(jax.random.key(seed), c))
         rec["slug"] = slug
         write_class_page(out, rec, (None, None))
-        tmp = marker + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(rec, f)
-        os.replace(tmp, marker)                          # the class is finished
+        assets = {f"classes/{slug}/{f}": {"sha256": sha256_file(os.path.join(folder, f)),
+                                          "bytes": os.path.getsize(os.path.join(folder, f))}
+                  for f in sorted(os.listdir(folder))
+                  if f != "class.json" and f != "index.html" and not f.startswith(".")}
+        rundir.write(marker, lambda fh, r=rec: fh.write(json.dumps(r).encode()),
+                     assets=assets)                       # the class is finished
         records.append(rec)
-    slugs = [r["slug"] for r in records]
-    for i, rec in enumerate(records):
-        write_class_page(out, rec, (slugs[i - 1] if i else None,
-                                    slugs[i + 1] if i + 1 < len(slugs) else None))
-    write_global_pages(out, [{"name": r["name"], "slug": r["slug"]} for r in records],
-                       _embedding(records),
-                       {"title": title, "model": model_name, "dataset": dataset_name})
     return records
 
 

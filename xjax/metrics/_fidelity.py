@@ -5,7 +5,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from xjax._internal.validate import check_positive_int
-from xjax.attributions._common import check_batch_size, check_inputs, check_key, score_table, scores
+from xjax.attributions._common import check_batch_size, check_key, guarded, score_table, scores
 from xjax.attributions._score import logit
 from xjax.metrics._common import (
     check_baseline,
@@ -31,8 +31,8 @@ def _causal(name, insert, model_fn, steps, baseline, max_percentage_perturbed, a
                          f"{max_percentage_perturbed}")
     fn = with_activation(model_fn, activation, name)
 
+    @guarded(name, model_fn, score_fn)
     def metric(params, x: Float[Array, "N H W C"], y, maps) -> Float[Array, " N"]:
-        check_inputs(x, y, name, model_fn, params)
         check_maps(x, maps, name)
         x0 = check_baseline(baseline, x, name)
         n, h, w = x.shape[:3]
@@ -129,8 +129,8 @@ def mu_fidelity(model_fn: ModelFn, *, grid_size: int = 9, subset_percent: float 
     fn = with_activation(model_fn, activation, name)
     corr = spearman if correlation == "spearman" else pearson
 
+    @guarded(name, model_fn, score_fn)
     def metric(params, x: Float[Array, "N H W C"], y, maps, *, key=None) -> Float[Array, " N"]:
-        check_inputs(x, y, name, model_fn, params)
         check_maps(x, maps, name)
         check_key(key, name)
         x0 = check_baseline(baseline, x, name)
@@ -160,8 +160,8 @@ def _average_x(name, kind, model_fn, activation, score_fn, batch_size):
     batch_size = check_batch_size(batch_size, name)
     fn = with_activation(model_fn, activation, name)
 
+    @guarded(name, model_fn, score_fn)
     def metric(params, x: Float[Array, "N H W C"], y, maps) -> Float[Array, " N"]:
-        check_inputs(x, y, name, model_fn, params)
         check_maps(x, maps, name)
         m = jnp.abs(spatial(maps).astype(jnp.float32))
         lo = m.min(axis=(1, 2), keepdims=True)

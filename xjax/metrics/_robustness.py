@@ -8,7 +8,8 @@ from jaxtyping import Array, Float
 from xjax._internal.attack import check_attack, minimal_radius
 from xjax._internal.batching import chunked
 from xjax._internal.validate import check_positive_int
-from xjax.attributions._common import check_batch_size, check_inputs
+from xjax.attributions._common import check_batch_size, guarded
+from xjax.attributions._score import logit
 from xjax.metrics._common import check_maps, ranks, spatial
 from xjax.typing import ModelFn
 
@@ -76,8 +77,8 @@ def robustness_sr(model_fn: ModelFn, *, fractions=(0.05, 0.1, 0.15, 0.2, 0.25), 
                             search_steps=search_steps, pgd_steps=pgd_steps,
                             step_scale=step_scale, clip=clip)
 
+    @guarded(name, model_fn, logit)
     def metric(params, x: Float[Array, "N H W C"], y, maps) -> Float[Array, " N"]:
-        check_inputs(x, y, name, model_fn, params)
         check_maps(x, maps, name)
         n, h, w = x.shape[:3]
         r = len(fractions)
