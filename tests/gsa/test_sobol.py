@@ -165,3 +165,28 @@ def test_skip_gives_tensorflow_sequence_and_zero_gives_scipy():
         gsa.sobol_sequence(4, 2, skip=-1)
     with pytest.raises(ValueError, match="skip"):
         gsa.replicated_design(8, 3, sampler="halton", skip=1)
+
+
+def test_sobol_indices_bad_arguments_and_constant_values():
+    """Before: a negative d or nb_design, a list, or nb_design = 0 raised NumPy errors or gave NaN
+    with warnings, and constant values gave first = 1 above total = 0."""
+    import jax.numpy as jnp
+
+    from xjax.gsa import ESTIMATORS, sobol_indices
+
+    v = jnp.ones(8 * 5)
+    for kw, err, match in (({"nb_design": 8, "d": -1}, ValueError, "d must be >= 1"),
+                           ({"nb_design": 0, "d": 3}, ValueError, "nb_design must be >= 2"),
+                           ({"nb_design": -8, "d": 3}, ValueError, "nb_design must be >= 2"),
+                           ({"nb_design": 8.0, "d": 3}, TypeError, "nb_design must be an int")):
+        with pytest.raises(err, match=match):
+            sobol_indices(v, **kw)
+    with pytest.raises(TypeError, match="values must be an array"):
+        sobol_indices([1.0] * 40, 8, 3)
+    with pytest.raises(TypeError, match="real array"):
+        sobol_indices(jnp.ones(40, bool), 8, 3)
+    for est in ESTIMATORS:
+        for c in (0.0, 3.5, -1e6):
+            s = sobol_indices(jnp.full((2, 40), c), 8, 3, estimator=est)
+            np.testing.assert_array_equal(s.first, 0.0)
+            np.testing.assert_array_equal(s.total, 0.0)

@@ -59,3 +59,28 @@ def check_positive_int(value, name: str, *, where: str = "", minimum: int = 1) -
     if value < minimum:
         raise ValueError(f"{prefix}{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def check_float(value, name: str, *, where: str = "", minimum: float | None = None,
+                maximum: float | None = None, strict: bool = False) -> float:
+    """A finite real number (in ``[minimum, maximum]``; ``strict``: the ends excluded)."""
+    prefix = f"{where}: " if where else ""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{prefix}{name} must be a number, got {type(value).__name__}")
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"{prefix}{name} must be finite, got {value}")
+    low = minimum is not None and (v <= minimum if strict else v < minimum)
+    high = maximum is not None and (v >= maximum if strict else v > maximum)
+    if low or high:
+        lo, hi = ("(" if strict else "["), (")" if strict else "]")
+        raise ValueError(f"{prefix}{name} must be in {lo}{minimum}, {maximum}{hi}, got {value}")
+    return v
+
+
+def check_iterations(where: str, *, tol=None, **counts) -> None:
+    """Iteration counts (``max_iter=...``) are ints >= 1 and ``tol`` a finite number >= 0."""
+    for name, v in counts.items():
+        check_positive_int(v, name, where=where)
+    if tol is not None:
+        check_float(tol, "tol", where=where, minimum=0.0)

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from xjax._internal.validate import check_iterations
 from xjax.concepts._factorization import Factorization, check_activations, check_rank
 
 __all__ = ["KMeansBank", "kmeans"]
@@ -80,6 +81,7 @@ def kmeans(rank: int, *, n_init: int = 4, max_iter: int = 300, tol: float = 1e-4
       ``transform`` gives one-hot codes of the nearest centroid, ``inverse(bank, u) = u @ C``.
     """
     rank = check_rank(rank, "kmeans")
+    check_iterations("kmeans", n_init=n_init, max_iter=max_iter, tol=tol)
     if isinstance(n_init, bool) or not isinstance(n_init, int) or n_init < 1:
         raise ValueError(f"kmeans: n_init must be a positive int, got {n_init!r}")
 

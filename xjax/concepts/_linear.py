@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from xjax._internal.validate import check_iterations
 from xjax.concepts._factorization import Factorization, check_activations, check_rank
 
 __all__ = ["ICABank", "PCABank", "ica", "pca"]
@@ -109,6 +110,7 @@ def ica(rank: int, *, max_iter: int = 200, tol: float = 1e-4) -> Factorization:
       ``inverse(bank, u) = u @ components + mean``.
     """
     rank = check_rank(rank, "ica")
+    check_iterations("ica", max_iter=max_iter, tol=tol)
 
     @jax.jit
     def _fit(a, key):

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from xjax._internal.validate import check_iterations
 from xjax.concepts._factorization import Factorization, check_activations, check_rank
 
 __all__ = ["NMFBank", "nmf", "nndsvd", "nnls"]
@@ -204,6 +205,7 @@ def nmf(rank: int, *, solver: str = "hals", max_iter: int = 200, tol: float = 1e
       ValueError: unknown solver or init, a rank above F or M, negative activations.
     """
     rank = check_rank(rank, "nmf")
+    check_iterations("nmf", max_iter=max_iter, transform_max_iter=transform_max_iter, tol=tol)
     if solver not in _SOLVERS:
         raise ValueError(f"nmf: solver must be one of {_SOLVERS}, got {solver!r}")
     if init not in ("nndsvda", "nndsvd", "random"):

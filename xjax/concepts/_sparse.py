@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float
 
+from xjax._internal.validate import check_iterations
 from xjax.concepts._factorization import Factorization, check_activations, check_rank
 
 __all__ = ["SAEBank", "SparseCodingBank", "lasso_codes", "sparse_coding", "topk_sae"]
@@ -105,6 +106,7 @@ def sparse_coding(rank: int, *, alpha: float = 1.0, max_iter: int = 100, tol: fl
       A :class:`Factorization` initialized from the SVD (deterministic; ``key`` is ignored).
     """
     rank = check_rank(rank, "sparse_coding")
+    check_iterations("sparse_coding", max_iter=max_iter, tol=tol)
     if alpha < 0:
         raise ValueError(f"sparse_coding: alpha must be >= 0, got {alpha}")
 

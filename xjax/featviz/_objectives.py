@@ -23,6 +23,7 @@ import dataclasses
 import itertools
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
@@ -76,6 +77,25 @@ class Objective:
         idx = np.array(list(itertools.product(*[range(t.arg.shape[0]) for t in self.terms])))
         return [t.arg[idx[:, i]] for i, t in enumerate(self.terms)]
 
+    def check(self, model_fn: Callable, params, image: jax.ShapeDtypeStruct) -> None:
+        """Refuse, before anything is traced, a term whose index or direction does not fit its
+        layer's output on ``image`` (one abstract evaluation per layer): a logit 99 of a
+        10-class model, a channel past the layer's width, a direction of the wrong width."""
+        for term in self.terms:
+            fn = model_fn if term.layer is None else term.layer
+            out = jax.eval_shape(fn, params, image)
+            width = out.shape[-1]
+            if term.kind in ("logit", "neuron", "channel") and int(term.arg.max()) >= width:
+                raise ValueError(f"{term.kind} objective: index {int(term.arg.max())} is out of "
+                                 f"range for a layer of {width} outputs (last axis of "
+                                 f"{out.shape})")
+            if term.kind == "direction":
+                v = out.shape[-1] if len(out.shape) == 4 else int(np.prod(out.shape[1:]))
+                if term.arg.shape[-1] != v:
+                    raise ValueError(f"direction objective: vectors of width "
+                                     f"{term.arg.shape[-1]} for a layer of {v} features "
+                                     f"(output {out.shape})")
+
     def score(self, model_fn: Callable, params, x: Float[Array, "B H W C"], args) -> Float[Array, " B"]:
         """Sum of weighted terms for images ``x`` with one combination's ``args`` (one per
         term); layers shared by several terms are evaluated once."""
@@ -111,6 +131,9 @@ def _indices(index, name):
     a = np.atleast_1d(np.asarray(index))
     if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
         raise TypeError(f"{name}: the index must be an int or a 1-D integer array, got {index!r}")
+    if a.size == 0 or a.min() < 0:
+        raise ValueError(f"{name}: the index must be non-negative (and at least one), got "
+                         f"{index!r}")
     return a.astype(np.int32)
 
 

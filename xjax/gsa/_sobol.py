@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from xjax._internal.validate import check_positive_int
 from xjax.gsa._sequences import halton, latin_hypercube, sobol_sequence
 
 __all__ = ["ESTIMATORS", "SAMPLERS", "SobolIndices", "replicated_design", "sobol_indices"]
@@ -111,7 +112,9 @@ def sobol_indices(values: Float[Array, " P"], nb_design: int, d: int, *,
     Jansen's (g), which Saltelli et al. recommend; "jansen" is that one); janon, Janon et al.
     (2014); glen, Glen & Isaacs (2012) (correlation form without their bias corrections).
     (``C_i`` shares every variable with ``A`` except ``i``, and only ``i`` with ``B``.)
-    Estimates are not clipped: at small N they can leave [0, 1].
+    Estimates are not clipped: at small N they can leave [0, 1]. Where the values on ``A`` are
+    constant (variance within float32 rounding of zero) no input explains any variance: both
+    indices are 0 (before, Jansen's first order came out 1 above a total of 0).
 
     Args:
       values: ``f32[nb_design * (d + 2)]``, or ``f32[..., nb_design * (d + 2)]`` for a batch
@@ -131,6 +134,15 @@ def sobol_indices(values: Float[Array, " P"], nb_design: int, d: int, *,
     if estimator not in ESTIMATORS:
         raise ValueError(f"sobol_indices: estimator must be one of {ESTIMATORS}, got "
                          f"{estimator!r}")
+    nb_design = check_positive_int(nb_design, "nb_design", where="sobol_indices", minimum=2)
+    d = check_positive_int(d, "d", where="sobol_indices")
+    if not hasattr(values, "shape") or not hasattr(values, "dtype"):
+        raise TypeError(f"sobol_indices: values must be an array f32[..., nb_design * (d + 2)], "
+                        f"got {type(values).__name__}")
+    if not (jnp.issubdtype(values.dtype, jnp.floating) or
+            jnp.issubdtype(values.dtype, jnp.integer)) or values.ndim < 1:
+        raise TypeError(f"sobol_indices: values must be a real array with at least one axis, "
+                        f"got dtype {values.dtype} and shape {values.shape}")
     expected = nb_design * (d + 2)
     if values.shape[-1] != expected:
         raise ValueError(f"sobol_indices: values must have nb_design * (d + 2) = {expected} "
@@ -143,7 +155,11 @@ def sobol_indices(values: Float[Array, " P"], nb_design: int, d: int, *,
     a_, b_ = a[..., None, :], b[..., None, :]
     n = nb_design
     f0 = a.mean(-1, keepdims=True)
-    var = jnp.maximum(jnp.sum((a - f0) ** 2, -1, keepdims=True) / max(n - 1, 1), 1e-12)
+    var_raw = jnp.sum((a - f0) ** 2, -1, keepdims=True) / (n - 1)
+    var = jnp.maximum(var_raw, 1e-12)
+    # a function constant on A (to float32 rounding) has no variance to apportion
+    constant = var_raw <= (8 * jnp.finfo(jnp.float32).eps * jnp.max(jnp.abs(a), -1,
+                                                                    keepdims=True)) ** 2
     f0, var = f0[..., None, 0:1][..., 0], var[..., None, 0:1][..., 0]   # [..., 1] -> broadcast d
     mean = lambda t: t.mean(-1)
     if estimator == "jansen":
@@ -169,4 +185,6 @@ def sobol_indices(values: Float[Array, " P"], nb_design: int, d: int, *,
                 jnp.maximum(jnp.sum(uc ** 2, -1) * jnp.sum(wc ** 2, -1), 1e-24))
         total = 1.0 - corr(a_, c)
         first = corr(b_, c)
-    return SobolIndices(first=first, total=total)
+    constant = constant[..., None, 0:1][..., 0]
+    return SobolIndices(first=jnp.where(constant, 0.0, first),
+                        total=jnp.where(constant, 0.0, total))

@@ -34,6 +34,7 @@ from xjax.lipschitz._normalizers import conv_lipschitz_factor as conv_lipschitz_
 from xjax.lipschitz._normalizers import frobenius_normalize as frobenius_normalize
 from xjax.lipschitz._normalizers import operator_norm as operator_norm
 from xjax.lipschitz._normalizers import power_iteration as power_iteration
+from xjax.lipschitz._normalizers import spectral_norm_bound as spectral_norm_bound
 from xjax.lipschitz._normalizers import spectral_normalize as spectral_normalize
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "power_iteration",
     "power_update",
     "scaled_global_l2_norm_pool",
+    "spectral_norm_bound",
     "spectral_normalize",
     "tau_cce",
 ]
