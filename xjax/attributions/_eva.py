@@ -26,7 +26,7 @@ def _cells(h: int, w: int, g: int) -> Array:
 def eva(model_fn: ModelFn, *, epsilon: float = 0.05, grid_size: int = 7, bound: str = "crown_ibp",
         clip: tuple[float, float] | None = (0.0, 1.0), top_k_rivals: int | None = 9,
         empirical: bool = False, features_fn=None, head_fn=None, nb_samples: int = 64,
-        batch_size: int | None = 64) -> Explainer:
+        sound_float: bool = True, batch_size: int | None = 64) -> Explainer:
     r"""EVA, Explainability with Verified perturbation Analysis (Fel et al., CVPR 2023).
 
     With c the explained class and :math:`B` the :math:`\ell_\infty` ball of radius
@@ -69,6 +69,9 @@ def eva(model_fn: ModelFn, *, epsilon: float = 0.05, grid_size: int = 7, bound: 
         gets 9 rows per frozen box, after 111 rows of 9 on the whole ball, instead of 999 per
         box); None: every rival for every box.
       empirical, features_fn, head_fn, nb_samples: the non-certified variant.
+      sound_float: bound the model as it runs in float32 (``xjax.bounds.bounds(...,
+        sound_float=True)``: every value padded by its rounding error bound), so a certified
+        overlap also holds for the float network; on by default for the certificate.
       batch_size: most boxes per bound pass.
 
     Returns:
@@ -96,9 +99,9 @@ def eva(model_fn: ModelFn, *, epsilon: float = 0.05, grid_size: int = 7, bound: 
             raise ValueError(f"{name}: empirical=True needs features_fn and head_fn (the split "
                              "where sampled feature boxes start)")
         nb_samples = check_positive_int(nb_samples, "nb_samples", where=name)
-        verified = make_bounds(head_fn, method=bound)
+        verified = make_bounds(head_fn, method=bound, sound_float=sound_float)
     else:
-        verified = make_bounds(model_fn, method=bound)
+        verified = make_bounds(model_fn, method=bound, sound_float=sound_float)
 
     def margins(params, xr, frozen, yr, rivals, key):
         """Upper bounds of the margins ``f_c' - f_c`` over the boxes of a block of rows against

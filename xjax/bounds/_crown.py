@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from xjax._internal.jaxpr import bind
-from xjax.bounds._interval import Node, Tape, concretize, is_node, sum_tail
+from xjax.bounds._interval import Node, Tape, concretize, is_node, mul0, sum_tail
 from xjax.bounds._relax import RELAXATIONS
 
 __all__ = ["AFFINE", "backward", "identity_spec", "relaxed", "tighten"]
@@ -149,6 +149,9 @@ def backward(tape: Tape, target: Node, lam, bounds_of, x_node: Node, x_lo, x_hi,
         outs = [coeffs.pop(o.index, None) for o in eqn.outputs]
         if all(c is None for c in outs):
             continue
+        for o, c in zip(eqn.outputs, outs, strict=True):
+            if c is not None and o.err is not None:        # sound_float: the rounding of o
+                bias = bias - sum_tail(mul0(jnp.abs(c), o.err[None].astype(_F32)))
         alpha = None if alphas is None else alphas.get(eqn.outputs[0].index)
         contributions, b = _step(eqn, outs, bounds_of, alpha)
         bias = bias + b

@@ -13,6 +13,7 @@ linear relaxations then only need the elementwise, bilinear and rectifier cases.
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from xjax._internal.jaxpr import bind, call_body, walk
@@ -258,18 +259,91 @@ IBP_RULES = {
 }
 
 
+# sound_float: what rounding each primitive commits. Exact: moves, selections, sign changes and
+# comparisons (no rounding). Accumulating: n-term sums, |error| <= gamma_n * sum |terms|
+# (Higham, Accuracy and Stability of Numerical Algorithms, 2002, Sec. 3.1), evaluated by the
+# primitive itself on magnitudes, and n the number of terms. Every other float primitive: a
+# relative error of ROUNDING_ULPS units in the last place of its output (2 for the arithmetic
+# operations; 16 for transcendental functions and named jax.nn calls, whose XLA
+# implementations are not correctly rounded).
+EXACT_PRIMITIVES = frozenset({
+    "abs", "argmax", "argmin", "broadcast_in_dim", "ceil", "clamp", "concatenate", "copy",
+    "copy_p", "dynamic_slice", "dynamic_update_slice", "eq", "expand_dims", "floor", "gather",
+    "ge", "gt", "le", "lt", "max", "min", "ne", "neg", "pad", "reduce_max", "reduce_min",
+    "reduce_window_max", "reshape", "rev", "round", "select_n", "sign", "slice", "squeeze",
+    "stop_gradient", "transpose", "and", "or", "not", "cummax", "cummin", "sort",
+    "reduce_precision"})
+
+
+def _terms_dot(params, inputs):
+    (lc, _), _ = params["dimension_numbers"]
+    return int(np.prod([inputs[0].shape[d] for d in lc])) if lc else 1
+
+
+def _terms_conv(params, inputs):
+    rhs = inputs[1].shape
+    return max(1, int(np.prod(rhs)) // rhs[params["dimension_numbers"].rhs_spec[0]])
+
+
+ACCUMULATING = {
+    "dot_general": _terms_dot,
+    "conv_general_dilated": _terms_conv,
+    "reduce_sum": lambda params, inputs: int(np.prod([inputs[0].shape[a]
+                                                      for a in params["axes"]])),
+    "cumsum": lambda params, inputs: inputs[0].shape[params["axis"]],
+    "reduce_window_sum": lambda params, inputs: int(np.prod(params["window_dimensions"])),
+}
+ROUNDING_ULPS = {"add": 2, "sub": 2, "mul": 2, "div": 2, "sqrt": 2, "rsqrt": 4,
+                 "integer_pow": 4, "square": 2, "convert_element_type": 1}
+_TRANSCENDENTAL_ULPS = 16
+
+
+def _magnitude(v):
+    lo, hi = endpoints(v)
+    return jnp.maximum(jnp.abs(lo), jnp.abs(hi))
+
+
+def rounding_error(prim, params, inputs, lo, hi):
+    """A bound of the rounding error of the float evaluation of ``prim`` at any point of the
+    box, and of the interval arithmetic that bounded it (sound_float); None where exact."""
+    name = getattr(prim, "name", "named_call")
+    if name in EXACT_PRIMITIVES:
+        return None
+    eps = float(jnp.finfo(lo.dtype).eps)
+    out_mag = jnp.maximum(jnp.abs(lo), jnp.abs(hi))
+    tiny = float(jnp.finfo(lo.dtype).tiny)
+    if name in ACCUMULATING:
+        n = ACCUMULATING[name](params, inputs)
+        gamma = n * eps / max(1.0 - n * eps, 1e-3)
+        mags = [_magnitude(v).astype(lo.dtype) for v in inputs]
+        terms = bind(prim, params, mags)
+        terms = terms[0] if isinstance(terms, (list, tuple)) else terms
+        # the model's float sum and the bound's two sums (centre and radius) each within
+        # gamma_n * sum |terms|
+        return 2.0 * gamma * terms + eps * out_mag + tiny
+    ulps = ROUNDING_ULPS.get(name, _TRANSCENDENTAL_ULPS)
+    return ulps * eps * out_mag + tiny
+
+
 def emit(tape: Tape, prim, params, inputs) -> list[Node]:
-    """Apply the interval rule of ``prim`` and record the equation on the tape."""
+    """Apply the interval rule of ``prim`` and record the equation on the tape (with
+    ``tape.sound``, each float output widened by its :func:`rounding_error`)."""
     rule = named_interval if isinstance(prim, NamedCall) else IBP_RULES.get(prim.name)
     if rule is None:
         raise NotImplementedError(f"xjax.bounds: no bound rule for the primitive {prim.name!r}; "
                                   f"supported: {', '.join(sorted(IBP_RULES))}")
     outs = []
     for lo, hi in rule(prim, params, inputs):
+        err = None
         if jnp.issubdtype(lo.dtype, jnp.floating):
             # an undefined endpoint (inf - inf, 0 * inf in a bilinear form) means "unbounded"
             lo, hi = jnp.where(jnp.isnan(lo), -jnp.inf, lo), jnp.where(jnp.isnan(hi), jnp.inf, hi)
-        outs.append(tape.node(lo, hi))
+            if tape.sound:
+                err = rounding_error(prim, params, inputs, lo, hi)
+                if err is not None:
+                    err = jnp.where(jnp.isfinite(err), err, jnp.inf)
+                    lo, hi = lo - err, hi + err
+        outs.append(tape.node(lo, hi, err))
     tape.eqns.append(Eqn(prim, params, inputs, outs))
     return outs
 
@@ -338,10 +412,11 @@ def _named_call(eqn, body, invals) -> NamedCall | None:
         return None                               # hyperparameters traced: relax the parts
 
 
-def trace(model_fn, params, lower, upper) -> tuple[Tape, Node, Node]:
-    """Trace ``model_fn(params, x)`` over the box: ``(tape, input node, output node)``."""
+def trace(model_fn, params, lower, upper, *, sound: bool = False) -> tuple[Tape, Node, Node]:
+    """Trace ``model_fn(params, x)`` over the box: ``(tape, input node, output node)``;
+    ``sound``: every float value padded by its rounding error bound."""
     closed = jax.make_jaxpr(lambda p, x: model_fn(p, x))(params, lower)
-    tape = Tape()
+    tape = Tape(sound)
     x_node = tape.node(lower, upper)
 
     def visit(eqn, invals):

@@ -20,10 +20,12 @@ class Interval(NamedTuple):
 class Node:
     """A value that depends on the input box: its interval and its position on the tape."""
 
-    __slots__ = ("lo", "hi", "index", "shape")
+    __slots__ = ("lo", "hi", "index", "shape", "err")
 
-    def __init__(self, lo, hi, index):
-        self.lo, self.hi, self.index, self.shape = lo, hi, index, lo.shape
+    def __init__(self, lo, hi, index, err=None):
+        # err (sound_float): a bound of the float rounding committed by the equation making this
+        # value, already included in [lo, hi]; backward passes charge |coefficient| * err
+        self.lo, self.hi, self.index, self.shape, self.err = lo, hi, index, lo.shape, err
 
 
 class Eqn(NamedTuple):
@@ -38,12 +40,13 @@ class Eqn(NamedTuple):
 class Tape:
     """The box-dependent equations in evaluation order, and every node they made."""
 
-    def __init__(self):
+    def __init__(self, sound: bool = False):
         self.eqns: list[Eqn] = []
         self.nodes: list[Node] = []
+        self.sound = sound            # pad every float value by its rounding error bound
 
-    def node(self, lo, hi) -> Node:
-        n = Node(lo, hi, len(self.nodes))
+    def node(self, lo, hi, err=None) -> Node:
+        n = Node(lo, hi, len(self.nodes), err)
         self.nodes.append(n)
         return n
 

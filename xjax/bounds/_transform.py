@@ -43,7 +43,8 @@ _METHODS = ("ibp", "crown", "crown_ibp", "alpha_crown", "lipschitz")
 
 
 def bounds(model_fn: Callable, *, method: str = "crown", alpha_steps: int = 20,
-           alpha_learning_rate: float = 0.1, lipschitz_constant: float = 1.0) -> Callable:
+           alpha_learning_rate: float = 0.1, lipschitz_constant: float = 1.0,
+           sound_float: bool = False) -> Callable:
     r"""A bound transform: ``g(params, lower, upper, spec=None) -> Interval``.
 
     For every x with ``lower <= x <= upper`` (elementwise, batch included), the output
@@ -64,6 +65,15 @@ def bounds(model_fn: Callable, *, method: str = "crown", alpha_steps: int = 20,
         e.g. an exported ``xjax.lipschitz`` model).
       alpha_steps, alpha_learning_rate: the slope optimization of ``"alpha_crown"`` (20, 0.1).
       lipschitz_constant: L for ``"lipschitz"`` (1.0).
+      sound_float: bound the model *as it runs in floating point*, not only in exact arithmetic
+        (off by default; EVA's certified variant turns it on). Every float value is padded by a
+        bound of its rounding error: ``gamma_n * sum |terms|`` for n-term sums (dot products,
+        convolutions, reductions; Higham 2002, Sec. 3.1), a few units in the last place for
+        elementwise operations (``EXACT_PRIMITIVES`` none), and backward passes charge
+        ``|coefficient| * error`` at every value they reach, so the float evaluation of the
+        model lies inside the bounds. The bound's own backward arithmetic is covered by an
+        outward widening of 64 ulps of the bound's magnitude (an allowance, not a proof under
+        heavy cancellation). Not offered for ``"lipschitz"``.
 
     Returns:
       ``g(params, lower: f32[B, ...], upper: f32[B, ...], spec: f32[S, K] | f32[B, S, K] | None)
@@ -81,6 +91,11 @@ def bounds(model_fn: Callable, *, method: str = "crown", alpha_steps: int = 20,
     """
     if method not in _METHODS:
         raise ValueError(f"bounds: method must be one of {_METHODS}, got {method!r}")
+    if not isinstance(sound_float, bool):
+        raise TypeError(f"bounds: sound_float must be a bool, got {sound_float!r}")
+    if sound_float and method == "lipschitz":
+        raise ValueError("bounds: sound_float is not offered for method='lipschitz' (the "
+                         "Lipschitz constant bounds the exact network, not its float rounding)")
 
     def g(params, lower: Float[Array, "B ..."], upper: Float[Array, "B ..."], spec=None):
         lower, upper = jnp.asarray(lower), jnp.asarray(upper)
@@ -95,7 +110,10 @@ def bounds(model_fn: Callable, *, method: str = "crown", alpha_steps: int = 20,
             raise ValueError("bounds: lower > upper somewhere; the box is empty")
         if method == "lipschitz":
             return lipschitz_bounds(model_fn, params, lower, upper, spec, lipschitz_constant)
-        tape, x_node, out = trace(model_fn, params, lower, upper)
+        if lower.ndim == 0 or lower.shape[0] == 0:
+            raise ValueError(f"bounds: lower and upper must be a non-empty batch of boxes "
+                             f"[B >= 1, ...], got shape {lower.shape}")
+        tape, x_node, out = trace(model_fn, params, lower, upper, sound=sound_float)
         out.lo, out.hi = out.lo.astype(jnp.float32), out.hi.astype(jnp.float32)
         c = None if spec is None else jnp.asarray(spec, jnp.float32)
         if c is not None:
@@ -106,7 +124,7 @@ def bounds(model_fn: Callable, *, method: str = "crown", alpha_steps: int = 20,
                                  f"({out.shape[0]}, S, {out.shape[-1]}), got {jnp.shape(spec)}")
         ibp_lo, ibp_hi = (out.lo, out.hi) if c is None else _contract(c, out.lo, out.hi)
         if method == "ibp":
-            return Interval(ibp_lo, ibp_hi)
+            return _outward(ibp_lo, ibp_hi, sound_float)
         tightened = tighten(tape, x_node, lower, upper) if method in ("crown", "alpha_crown") \
             else {}
 
@@ -118,30 +136,41 @@ def bounds(model_fn: Callable, *, method: str = "crown", alpha_steps: int = 20,
         if method == "alpha_crown":
             lo, hi = _alpha.optimize(tape, out, lam, bounds_of, x_node, lower, upper, lo, hi,
                                      alpha_steps, alpha_learning_rate)
-        return Interval(jnp.maximum(lo, ibp_lo), jnp.minimum(hi, ibp_hi))
+        return _outward(jnp.maximum(lo, ibp_lo), jnp.minimum(hi, ibp_hi), sound_float)
 
     return g
 
 
-def ibp(model_fn: Callable) -> Callable:
+def _outward(lo, hi, sound):
+    """The final interval; with ``sound``, widened by 64 ulps of its magnitude (the rounding of
+    the bound's own last sums)."""
+    if not sound:
+        return Interval(lo, hi)
+    pad = 64 * float(jnp.finfo(lo.dtype).eps) * jnp.maximum(jnp.abs(lo), jnp.abs(hi)) + \
+        float(jnp.finfo(lo.dtype).tiny)
+    return Interval(lo - pad, hi + pad)
+
+
+def ibp(model_fn: Callable, *, sound_float: bool = False) -> Callable:
     """``bounds(model_fn, method="ibp")``: interval bound propagation."""
-    return bounds(model_fn, method="ibp")
+    return bounds(model_fn, method="ibp", sound_float=sound_float)
 
 
-def crown(model_fn: Callable) -> Callable:
+def crown(model_fn: Callable, *, sound_float: bool = False) -> Callable:
     """``bounds(model_fn, method="crown")``: CROWN, intermediate bounds by CROWN and IBP."""
-    return bounds(model_fn, method="crown")
+    return bounds(model_fn, method="crown", sound_float=sound_float)
 
 
-def crown_ibp(model_fn: Callable) -> Callable:
+def crown_ibp(model_fn: Callable, *, sound_float: bool = False) -> Callable:
     """``bounds(model_fn, method="crown_ibp")``: CROWN on IBP intermediate bounds."""
-    return bounds(model_fn, method="crown_ibp")
+    return bounds(model_fn, method="crown_ibp", sound_float=sound_float)
 
 
-def alpha_crown(model_fn: Callable, *, steps: int = 20, learning_rate: float = 0.1) -> Callable:
+def alpha_crown(model_fn: Callable, *, steps: int = 20, learning_rate: float = 0.1,
+                sound_float: bool = False) -> Callable:
     """``bounds(model_fn, method="alpha_crown")``: CROWN with optimized lower ReLU slopes."""
     return bounds(model_fn, method="alpha_crown", alpha_steps=steps,
-                  alpha_learning_rate=learning_rate)
+                  alpha_learning_rate=learning_rate, sound_float=sound_float)
 
 
 def lipschitz(model_fn: Callable, *, constant: float = 1.0) -> Callable:
