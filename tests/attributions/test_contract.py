@@ -159,6 +159,11 @@ def test_keys_and_bfloat16(name, kwargs, data):
             return policy.cast_to_output(conv_head(p, xs))
         return policy.cast_to_output(conv_model(p, xs))
 
+    if name == "eva":
+        # the certificate's sound_float pads every value by bfloat16's rounding (eps 2^-7):
+        # honest and much wider; the closeness check is on the exact-arithmetic bounds
+        kwargs = {**kwargs, "sound_float": False}
+        a = call(build(name, kwargs), name, params, x, y)
     low = call(build(name, kwargs, bf16_model), name, params, x, y)
     assert low.dtype == jnp.float32
     # bfloat16 keeps 8 bits of mantissa (~0.4% per rounding): maps agree to a few percent

@@ -46,7 +46,11 @@ def check_images(x, name: str = "x", *, channels: int | None = None, where: str 
         raise ValueError(f"{prefix}{name} has an empty axis (shape {tuple(shape)})")
     if finite and not isinstance(x, jax.core.Tracer):
         xp = jnp if isinstance(x, jax.Array) else np      # host arrays stay on the host
-        bad = int(xp.sum((~xp.isfinite(xp.asarray(x))).reshape(shape[0], -1).any(axis=1)))
+        try:
+            with jax.ensure_compile_time_eval():          # a constant inside someone's jit
+                bad = int(xp.sum((~xp.isfinite(xp.asarray(x))).reshape(shape[0], -1).any(1)))
+        except jax.errors.ConcretizationTypeError:
+            bad = 0                                       # traced: rows come out NaN instead
         if bad:
             raise ValueError(f"{prefix}{name} holds NaN or infinite pixels in {bad} of its "
                              f"{shape[0]} images; under jax.jit their rows come out NaN")
@@ -73,9 +77,30 @@ def check_float(value, name: str, *, where: str = "", minimum: float | None = No
     low = minimum is not None and (v <= minimum if strict else v < minimum)
     high = maximum is not None and (v >= maximum if strict else v > maximum)
     if low or high:
+        op = ">" if strict else ">="
+        if maximum is None:
+            raise ValueError(f"{prefix}{name} must be {op} {minimum}, got {value}")
+        if minimum is None:
+            raise ValueError(f"{prefix}{name} must be {'<' if strict else '<='} {maximum}, got "
+                             f"{value}")
         lo, hi = ("(" if strict else "["), (")" if strict else "]")
         raise ValueError(f"{prefix}{name} must be in {lo}{minimum}, {maximum}{hi}, got {value}")
     return v
+
+
+def check_map_batch(maps, name: str = "maps", *, where: str = "") -> None:
+    """A non-empty batch of maps ``[N >= 1, H >= 1, W >= 1, ...]`` (an array)."""
+    prefix = f"{where}: " if where else ""
+    shape = getattr(maps, "shape", None)
+    if shape is None:
+        raise TypeError(f"{prefix}{name} must be an array f32[N, H, W], got "
+                        f"{type(maps).__name__}")
+    if len(shape) < 3:
+        raise ValueError(f"{prefix}{name} must be [N, H, W] (or with channels), got shape "
+                         f"{tuple(shape)}")
+    if 0 in shape:
+        raise ValueError(f"{prefix}{name} is empty (shape {tuple(shape)}); give at least one "
+                         f"map of at least one pixel")
 
 
 def check_iterations(where: str, *, tol=None, **counts) -> None:

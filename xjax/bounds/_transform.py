@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from xjax._internal.validate import check_float, check_positive_int
 from xjax.bounds import _alpha
 from xjax.bounds._crown import identity_spec, tighten, two_sided
 from xjax.bounds._ibp import IBP_RULES, trace
@@ -91,6 +92,11 @@ def bounds(model_fn: Callable, *, method: str = "crown", alpha_steps: int = 20,
     """
     if method not in _METHODS:
         raise ValueError(f"bounds: method must be one of {_METHODS}, got {method!r}")
+    check_positive_int(alpha_steps, "alpha_steps", where="bounds")
+    check_float(alpha_learning_rate, "alpha_learning_rate", where="bounds", minimum=0.0,
+                strict=True)
+    check_float(lipschitz_constant, "lipschitz_constant", where="bounds", minimum=0.0,
+                strict=True)
     if not isinstance(sound_float, bool):
         raise TypeError(f"bounds: sound_float must be a bool, got {sound_float!r}")
     if sound_float and method == "lipschitz":

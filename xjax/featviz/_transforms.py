@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from xjax._internal.validate import check_positive_int
+
 __all__ = ["Transform", "compose", "jitter", "lucid", "noise", "pad", "random_crops", "resize",
            "rotate", "scale"]
 
@@ -43,6 +45,8 @@ def pad(width: int, value: float = 0.5) -> Transform:
 
 def jitter(d: int) -> Transform:
     """A random shift of up to ``d - 1`` pixels, cropping ``d - 1`` pixels (Lucid's jitter)."""
+    check_positive_int(d, "d", where="jitter")
+
     def t(key, x, progress):
         n, h, w, c = x.shape
         off = jax.random.randint(key, (2,), 0, d)
@@ -110,6 +114,10 @@ def random_crops(size: tuple[int, int], *, nb_crops: int = 32, box_start: float 
                  noise_std: float = 0.08) -> Transform:
     """MACO's crops (Xplique defaults): ``nb_crops`` square crops of one image, resized to
     ``size``, with the box side shrinking from ``box_start`` to ``box_end`` of the image."""
+    if not (isinstance(size, (tuple, list)) and len(size) == 2 and
+            all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)):
+        raise ValueError(f"random_crops: size must be (height, width) positive ints, got {size!r}")
+    check_positive_int(nb_crops, "nb_crops", where="random_crops")
     out_h, out_w = size
     add_noise = noise(noise_std, noise_std / 2)
 

@@ -29,6 +29,9 @@ def standardize_cut(m: Float[Array, "B H W"], eps: float = 1e-5) -> Float[Array,
 def binomial_pyramid(m: Float[Array, "B H W"], levels: int) -> list:
     """Gaussian pyramid ``P_0 = m``, ``P_{i+1}`` = the 5x5 binomial filter ``outer(b, b)``,
     ``b = (1, 4, 6, 4, 1) / 16``, applied with stride 2 and SAME padding: ``levels`` maps."""
+    from xjax._internal.validate import check_positive_int
+
+    check_positive_int(levels, "levels", where="binomial_pyramid")
     k = jnp.outer(_BINOMIAL, _BINOMIAL).astype(m.dtype)[:, :, None, None]
     out = [m]
     for _ in range(levels - 1):

@@ -3,6 +3,7 @@
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from xjax._internal.validate import check_map_batch
 from xjax.metrics._common import spatial
 
 __all__ = ["complexity", "sparseness"]
@@ -15,6 +16,7 @@ def sparseness(maps: Float[Array, "N H W ..."]) -> Float[Array, " N"]:
     .. math:: G = \frac{\sum_{k=1}^n (2k - n - 1) v_{(k)}}{n \sum_k v_{(k)}}, \quad
        v_{(1)} \le \dots \le v_{(n)}
     """
+    check_map_batch(maps, where="sparseness")
     v = jnp.sort(jnp.abs(spatial(maps)).reshape(maps.shape[0], -1).astype(jnp.float32), axis=1)
     n = v.shape[1]
     k = jnp.arange(1, n + 1, dtype=jnp.float32)
@@ -27,6 +29,7 @@ def complexity(maps: Float[Array, "N H W ..."]) -> Float[Array, " N"]:
     r"""Shannon entropy of the normalized absolute map (Bhatt et al., 2020), in
     ``[0, log(H W)]``; lower is simpler. :math:`-\sum_i p_i \log p_i`,
     :math:`p = |\phi| / \lVert \phi \rVert_1`."""
+    check_map_batch(maps, where="complexity")
     v = jnp.abs(spatial(maps)).reshape(maps.shape[0], -1).astype(jnp.float32)
     p = v / jnp.maximum(v.sum(1, keepdims=True), 1e-12)
     return -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0), axis=1)

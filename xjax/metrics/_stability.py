@@ -118,6 +118,14 @@ def ssim(a: Float[Array, "N H W"], b: Float[Array, "N H W"], *, window: int = 7
          ) -> Float[Array, " N"]:
     """Structural similarity (Wang et al., 2004) of maps, each pair scaled to its joint range,
     with a uniform ``window x window`` window (C1 = 0.01^2, C2 = 0.03^2 on [0, 1])."""
+    from xjax._internal.validate import check_map_batch, check_positive_int
+
+    check_map_batch(a, "a", where="ssim")
+    check_map_batch(b, "b", where="ssim")
+    if a.shape != b.shape or a.ndim != 3:
+        raise ValueError(f"ssim: a and b must be maps of one shape [N, H, W], got {a.shape} and "
+                         f"{b.shape}")
+    check_positive_int(window, "window", where="ssim")
     lo = jnp.minimum(a.min((1, 2), keepdims=True), b.min((1, 2), keepdims=True))
     hi = jnp.maximum(a.max((1, 2), keepdims=True), b.max((1, 2), keepdims=True))
     scale = jnp.maximum(hi - lo, 1e-12)
