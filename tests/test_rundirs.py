@@ -316,3 +316,37 @@ def test_cli_mixed_methods_refused_and_overwrite_starts_fresh(tmp_path):
     m = manifest()
     assert m["settings"]["user"]["method"] == "gradient_input"
     assert sorted(m["files"]) == [os.path.basename(p) for p in _shards(out)]   # no saliency left
+
+
+def test_a_hostile_manifest_is_refused_and_overwrite_deletes_only_run_files(setup, finished,
+                                                                           tmp_path):
+    """A manifest is a user's file: a record naming '../victim' must not make overwrite delete
+    it, and malformed records are refused by name."""
+    out = _copy(finished[0], tmp_path / "d")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    path = os.path.join(out, "manifest-h000.json")
+    with open(path) as f:
+        good = json.load(f)
+    for files, match in (({"../victim.txt": {"sha256": "0" * 64, "bytes": 1}}, "outside"),
+                         ({"/etc/passwd": {"sha256": "0" * 64, "bytes": 1}}, "outside"),
+                         ({"maps-h000-s000000.npz": {"sha256": 3}}, "malformed record"),
+                         ({"maps-h000-s000000.npz": {"sha256": "0" * 64, "bytes": 1,
+                                                     "rows": [5, 2]}}, "row range")):
+        with open(path, "w") as f:
+            json.dump({**good, "files": files}, f)
+        for call in (lambda: xjax.runs.load_maps(out),
+                     lambda: _run(setup, out, overwrite=True)):
+            with pytest.raises(ValueError, match=match):
+                call()
+    assert victim.read_text() == "keep me"
+    # a well-formed record of a file the run does not write is left by overwrite
+    notes = os.path.join(out, "notes.txt")
+    with open(notes, "w") as f:
+        f.write("x")
+    with open(path, "w") as f:
+        json.dump({**good, "files": {**good["files"],
+                                     "notes.txt": {"sha256": "0" * 64, "bytes": 1}},
+                   "settings": {**good["settings"], "batch_size": 4}}, f)
+    assert _run(setup, out, overwrite=True) == 7
+    assert os.path.exists(notes)

@@ -270,8 +270,13 @@ class RunDir:
         self._write_manifest()
 
     def discard(self, files: dict) -> None:
-        """Remove recorded files (overwrite); files the manifest does not name are left."""
+        """Remove recorded files (overwrite); files the manifest does not name, or that are not
+        of the kind this run writes (``owned``), are left."""
+        import fnmatch
+
         for name in files:
+            if self.owned is not None and not fnmatch.fnmatch(name, self.owned):
+                continue
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(self.path, name))
         self.files = {}
@@ -337,6 +342,18 @@ def read_manifest(path: str, *, where: str) -> dict | None:
     if not isinstance(data, dict) or data.get("format") != 1 or \
             not isinstance(data.get("files"), dict) or not isinstance(data.get("settings"), dict):
         raise ValueError(f"{where}: {path} is not an xjax run manifest (format 1)")
+    for name, rec in data["files"].items():           # a manifest is a user's file too
+        parts = name.replace("\\", "/").split("/")
+        if not name or os.path.isabs(name) or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"{where}: {path} names a file outside its directory: {name!r}")
+        if not isinstance(rec, dict) or not isinstance(rec.get("sha256"), str) or \
+                len(rec["sha256"]) != 64 or not isinstance(rec.get("bytes"), int):
+            raise ValueError(f"{where}: {path} has a malformed record for {name!r}")
+        rows = rec.get("rows")
+        if rows is not None and not (isinstance(rows, list) and len(rows) == 2 and
+                                     all(isinstance(r, int) and r >= 0 for r in rows) and
+                                     rows[0] <= rows[1]):
+            raise ValueError(f"{where}: {path} has a malformed row range for {name!r}: {rows!r}")
     return data
 
 
