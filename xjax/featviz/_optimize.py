@@ -75,8 +75,11 @@ def optimize(model_fn: Callable, params, objective: Objective, parameterization:
     if transforms is None:
         transforms = random_crops(size) if parameterization.name == "maco" else lucid(size)
     opt = _default_optimizer(parameterization) if optimizer is None else optimizer
-    objective.check(model_fn, params, jax.ShapeDtypeStruct(
-        (1, *size, parameterization.shape[2]), jnp.float32))
+    # what the model sees: the transforms' output on a rendered image (abstractly)
+    seen = jax.eval_shape(lambda k: transforms(
+        k, parameterization.render(parameterization.init(k))[None], jnp.float32(0.0)), key)
+    objective.check(model_fn, params, jax.ShapeDtypeStruct((1,) + tuple(seen.shape[1:]),
+                                                           seen.dtype))
     args = [jnp.asarray(a) for a in objective.combinations()]
     k = objective.batch
     k_init, k_steps = jax.random.split(key)
