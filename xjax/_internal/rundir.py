@@ -22,6 +22,8 @@ One mechanism behind every resumable output of xjax (``xjax.runs.explain_dataset
 """
 
 import contextlib
+import fnmatch
+import glob
 import hashlib
 import json
 import os
@@ -246,8 +248,6 @@ class RunDir:
         stored = read_manifest(self.manifest_path, where=self.where)
         if stored is None:
             self.files = {}
-            import glob
-
             unknown = sorted(glob.glob(os.path.join(self.path, self.owned))) if self.owned else []
             if unknown and not self.overwrite:
                 raise SettingsMismatch(
@@ -272,8 +272,6 @@ class RunDir:
     def discard(self, files: dict) -> None:
         """Remove recorded files (overwrite); files the manifest does not name, or that are not
         of the kind this run writes (``owned``), are left."""
-        import fnmatch
-
         for name in files:
             if self.owned is not None and not fnmatch.fnmatch(name, self.owned):
                 continue
