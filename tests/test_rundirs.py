@@ -187,7 +187,7 @@ def test_empty_source_and_bad_settings(setup, tmp_path):
     with pytest.raises(TypeError, match="settings must be a dict"):
         xjax.runs.explain_dataset(sal, m.params, (x, y), str(tmp_path), batch_size=8,
                                   settings=["saliency"])
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
         xjax.runs.explain_dataset(sal, m.params, (x, y), str(tmp_path), batch_size=0)
 
 

@@ -40,6 +40,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from xjax._internal.validate import check_positive_int
+
 __all__ = ["data_mesh", "explain_dataset", "gather_rows", "initialize", "load_maps", "per_device",
            "replicate", "shard_rows"]
 
@@ -213,9 +215,7 @@ def explain_dataset(explain: Callable, params, source: Any, out: str, *, batch_s
 
     mesh = data_mesh() if mesh is None else mesh
     ndev = mesh.devices.size
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or \
-            batch_size < 1:
-        raise ValueError(f"explain_dataset: batch_size must be a positive int, got {batch_size!r}")
+    batch_size = check_positive_int(batch_size, "batch_size", where="explain_dataset")
     if batch_size % ndev:
         raise ValueError(f"explain_dataset: batch_size={batch_size} must be a multiple of the "
                          f"{ndev} devices of the mesh")

@@ -295,3 +295,28 @@ def test_empty_batch_of_boxes_and_sound_float_arguments():
         xjax.bounds.bounds(conv_model, method="lipschitz", sound_float=True)
     with pytest.raises(TypeError, match="sound_float must be a bool"):
         xjax.bounds.bounds(conv_model, sound_float="yes")
+
+
+def test_sound_float_tables_name_only_rules_and_cover_smooth_nets():
+    """Each rounding table entry is a primitive the bounds support (no dead names), and a smooth
+    net (exp, tanh, softplus, integer powers, division) is bounded in float32 on point boxes."""
+    from xjax.bounds._ibp import ACCUMULATING, EXACT_PRIMITIVES, IBP_RULES, ROUNDING
+
+    for table in (EXACT_PRIMITIVES, ACCUMULATING, ROUNDING):
+        assert set(table) <= set(IBP_RULES), sorted(set(table) - set(IBP_RULES))
+    assert not set(EXACT_PRIMITIVES) & (set(ACCUMULATING) | set(ROUNDING))
+    rng = np.random.default_rng(0)
+    w1 = jnp.asarray(rng.normal(size=(12, 16)), jnp.float32)
+    w2 = jnp.asarray(rng.normal(size=(16, 3)), jnp.float32)
+
+    def net(p, x):
+        h = jnp.tanh(x @ p[0]) + jax.nn.softplus(x @ p[0]) ** 2
+        return (jnp.exp(-h) / (1.0 + h ** 2)) @ p[1]
+
+    x = jnp.asarray(rng.uniform(-1, 1, (32, 12)), jnp.float32)
+    f = net((w1, w2), x)
+    for method in ("ibp", "crown_ibp"):
+        s = xjax.bounds.bounds(net, method=method, sound_float=True)((w1, w2), x, x)
+        assert bool(((s.lower <= f) & (f <= s.upper)).all()), method
+        b = xjax.bounds.bounds(net, method=method)((w1, w2), x, x)
+        assert bool((s.lower <= b.lower).all() and (s.upper >= b.upper).all()), method

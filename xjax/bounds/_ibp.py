@@ -259,20 +259,20 @@ IBP_RULES = {
 }
 
 
-# sound_float: what rounding each primitive commits. Exact: moves, selections, sign changes and
-# comparisons (no rounding). Accumulating: n-term sums, |error| <= gamma_n * sum |terms|
-# (Higham, Accuracy and Stability of Numerical Algorithms, 2002, Sec. 3.1), evaluated by the
-# primitive itself on magnitudes, and n the number of terms. Every other float primitive: a
-# relative error of ROUNDING_ULPS units in the last place of its output (2 for the arithmetic
-# operations; 16 for transcendental functions and named jax.nn calls, whose XLA
-# implementations are not correctly rounded).
+# sound_float: what rounding each primitive commits (every name is a key of IBP_RULES; a test
+# checks it). Exact: moves, selections, sign changes and rounding to integers. Accumulating:
+# n-term sums, |error| <= gamma_n * sum |terms| (Higham, Accuracy and Stability of Numerical
+# Algorithms, 2002, Sec. 3.1), evaluated by the primitive itself on magnitudes, n the number of
+# terms. Every other float primitive: a relative error of its output from ROUNDING (units of
+# the output dtype's eps: 2 for the arithmetic operations, 2|y| + 2 for integer powers, the
+# kept mantissa for reduce_precision) or, for transcendental functions and named jax.nn calls,
+# whose XLA implementations are not correctly rounded, 16 ulps.
 EXACT_PRIMITIVES = frozenset({
-    "abs", "argmax", "argmin", "broadcast_in_dim", "ceil", "clamp", "concatenate", "copy",
-    "copy_p", "dynamic_slice", "dynamic_update_slice", "eq", "expand_dims", "floor", "gather",
-    "ge", "gt", "le", "lt", "max", "min", "ne", "neg", "pad", "reduce_max", "reduce_min",
-    "reduce_window_max", "reshape", "rev", "round", "select_n", "sign", "slice", "squeeze",
-    "stop_gradient", "transpose", "and", "or", "not", "cummax", "cummin", "sort",
-    "reduce_precision"})
+    "abs", "broadcast_in_dim", "ceil", "concatenate", "copy", "cummax", "cummin",
+    "dynamic_slice", "floor", "gather", "max", "min", "neg", "optimization_barrier", "pad",
+    "reduce_max", "reduce_min", "reduce_window_max", "reduce_window_min", "reshape", "rev",
+    "round", "select_n", "sign", "slice", "sort", "split", "squeeze", "stack", "stop_gradient",
+    "transpose"})
 
 
 def _terms_dot(params, inputs):
@@ -293,8 +293,14 @@ ACCUMULATING = {
     "cumsum": lambda params, inputs: inputs[0].shape[params["axis"]],
     "reduce_window_sum": lambda params, inputs: int(np.prod(params["window_dimensions"])),
 }
-ROUNDING_ULPS = {"add": 2, "sub": 2, "mul": 2, "div": 2, "sqrt": 2, "rsqrt": 4,
-                 "integer_pow": 4, "square": 2, "convert_element_type": 1}
+ROUNDING = {        # relative error of the output, from the primitive's params and eps
+    **{name: (lambda params, eps: 2 * eps) for name in ("add", "sub", "mul", "div", "sqrt",
+                                                         "square")},
+    "rsqrt": lambda params, eps: 4 * eps,
+    "convert_element_type": lambda params, eps: eps,
+    "integer_pow": lambda params, eps: (2 * abs(params["y"]) + 2) * eps,
+    "reduce_precision": lambda params, eps: 2.0 ** -params["mantissa_bits"] + eps,
+}
 _TRANSCENDENTAL_ULPS = 16
 
 
@@ -321,8 +327,8 @@ def rounding_error(prim, params, inputs, lo, hi):
         # the model's float sum and the bound's two sums (centre and radius) each within
         # gamma_n * sum |terms|
         return 2.0 * gamma * terms + eps * out_mag + tiny
-    ulps = ROUNDING_ULPS.get(name, _TRANSCENDENTAL_ULPS)
-    return ulps * eps * out_mag + tiny
+    rel = ROUNDING[name](params, eps) if name in ROUNDING else _TRANSCENDENTAL_ULPS * eps
+    return rel * out_mag + tiny
 
 
 def emit(tape: Tape, prim, params, inputs) -> list[Node]:

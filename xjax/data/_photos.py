@@ -12,6 +12,8 @@ from typing import NamedTuple
 import numpy as np
 from jaxtyping import Float, UInt8
 
+from xjax._internal.validate import check_positive_int
+
 __all__ = ["Photo", "SAMPLE_PHOTOS", "load_images", "resize_center_crop", "sample_photos"]
 
 
@@ -102,8 +104,7 @@ def resize_center_crop(image: UInt8[np.ndarray, "H W C"] | Float[np.ndarray, "H 
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] not in (1, 3):
         raise ValueError(f"resize_center_crop: image must be (H, W, 1 or 3), got {image.shape}")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise ValueError(f"resize_center_crop: size must be a positive int, got {size!r}")
+    check_positive_int(size, "size", where="resize_center_crop")
     if not 0 < crop_fraction <= 1:
         raise ValueError(f"resize_center_crop: crop_fraction must be in (0, 1], got {crop_fraction}")
     if image.dtype != np.uint8:
