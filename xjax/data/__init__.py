@@ -1,4 +1,5 @@
-"""Real data available offline: sample photos from installed wheels, Fashion-MNIST from IDX files."""
+"""Real data available offline (sample photos from installed wheels, Fashion-MNIST from IDX files) and
+readers of datasets the user holds (ClickMe, FRSign)."""
 
 from xjax.data._clickme import CLICKME_URL as CLICKME_URL
 from xjax.data._clickme import clickme as clickme
@@ -13,6 +14,15 @@ from xjax.data._fashion_mnist import FASHION_MNIST_DIR as FASHION_MNIST_DIR
 from xjax.data._fashion_mnist import fashion_mnist as fashion_mnist
 from xjax.data._fashion_mnist import fashion_mnist_arrays as fashion_mnist_arrays
 from xjax.data._fashion_mnist import read_idx as read_idx
+from xjax.data._frsign import FRSIGN_URL as FRSIGN_URL
+from xjax.data._frsign import FRSignAnnotations as FRSignAnnotations
+from xjax.data._frsign import frsign as frsign
+from xjax.data._frsign import read_frsign_annotations as read_frsign_annotations
+from xjax.data._frsign import write_synthetic_frsign as write_synthetic_frsign
+from xjax.data._hdfstore import Frame as Frame
+from xjax.data._hdfstore import UnreadableStoreError as UnreadableStoreError
+from xjax.data._hdfstore import UnsafeStoreError as UnsafeStoreError
+from xjax.data._hdfstore import read_frame as read_frame
 from xjax.data._photos import SAMPLE_PHOTOS as SAMPLE_PHOTOS
 from xjax.data._photos import Photo as Photo
 from xjax.data._photos import load_images as load_images
@@ -22,8 +32,13 @@ from xjax.data._photos import sample_photos as sample_photos
 __all__ = [
     "CLICKME_URL",
     "FASHION_MNIST_DIR",
+    "FRSIGN_URL",
+    "FRSignAnnotations",
+    "Frame",
     "SAMPLE_PHOTOS",
     "Photo",
+    "UnreadableStoreError",
+    "UnsafeStoreError",
     "clickme",
     "clickme_preprocess",
     "decoy_patch",
@@ -31,11 +46,15 @@ __all__ = [
     "encode_example",
     "fashion_mnist",
     "fashion_mnist_arrays",
+    "frsign",
     "load_images",
     "parse_example",
     "read_tfrecord",
+    "read_frame",
+    "read_frsign_annotations",
     "read_idx",
     "resize_center_crop",
     "sample_photos",
+    "write_synthetic_frsign",
     "write_tfrecord",
 ]

@@ -22,13 +22,14 @@ to their records; known storage types), and any other defect of the file raises
 import collections
 import io
 import os
-import pickle
 import struct
 import zipfile
 from typing import Any
 
 import ml_dtypes
 import numpy as np
+
+from xjax._internal.safepickle import Frozen, RestrictedUnpickler
 
 __all__ = ["UnreadableCheckpointError", "UnsafeCheckpointError", "load_torch_checkpoint"]
 
@@ -56,7 +57,7 @@ class UnsafeCheckpointError(UnreadableCheckpointError):
     """The checkpoint asks for a Python global outside the allowed set."""
 
 
-class _Frozen:
+class _Frozen(Frozen):
     """Objects the unpickler hands to a file: a BUILD opcode may not rewrite their fields."""
 
     __slots__ = ()
@@ -158,7 +159,13 @@ _ALLOWED_GLOBALS = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+def _refuse(module: str, name: str) -> UnsafeCheckpointError:
+    return UnsafeCheckpointError(
+        f"checkpoint refers to the global {module}.{name}, which a weights file does not need;"
+        " refusing to load it")
+
+
+class _RestrictedUnpickler(RestrictedUnpickler):
     """The only unpickler the reader uses, for every pickle of either format.
 
     ``storages`` is ``None`` for the legacy format's header pickles (magic number, protocol,
@@ -168,18 +175,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
     """
 
     def __init__(self, file, storages: dict[str, _LazyStorage] | None):
-        super().__init__(file, encoding="utf-8")
+        allowed = {} if storages is None else {
+            **_ALLOWED_GLOBALS, **{("torch", n): _StorageType(n) for n in _STORAGE_DTYPES}}
+        super().__init__(file, allowed=allowed, refuse=_refuse)
         self._storages = storages
-
-    def find_class(self, module: str, name: str) -> Any:
-        if self._storages is not None:
-            if (module, name) in _ALLOWED_GLOBALS:
-                return _ALLOWED_GLOBALS[(module, name)]
-            if module == "torch" and name in _STORAGE_DTYPES:
-                return _StorageType(name)
-        raise UnsafeCheckpointError(
-            f"checkpoint refers to the global {module}.{name}, which a weights file does not need;"
-            " refusing to load it")
 
     def persistent_load(self, pid):
         if self._storages is None:
