@@ -48,7 +48,7 @@ def provenance() -> dict:
 
 
 # arguments that do not change a result: where it goes, which rows to redo, where data lies
-NOT_SETTINGS = ("out", "redo", "source_dir", "overwrite")
+NOT_SETTINGS = ("out", "redo", "source_dir", "overwrite", "manual_dir", "data_dir")
 
 
 def run_settings(args) -> dict:

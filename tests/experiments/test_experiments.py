@@ -257,3 +257,51 @@ def test_results_file_refuses_other_settings_and_a_concurrent_run(tmp_path, caps
         json.dump({"meta": {}, "rows": {"a": {}}}, f)
     assert Results(legacy, {"script": "x.py"}).done("a")
     assert "no settings recorded" in capsys.readouterr().err
+
+
+def test_frsign_quick_and_resume(tmp_path):
+    pytest.importorskip("pandas")
+    pytest.importorskip("tables")
+    import frsign
+
+    rows = frsign.main(["--quick", "--out", str(tmp_path)]).rows
+    assert set(rows) == {"model", *frsign.METHODS, *frsign.CONCEPT_ROWS}
+    model = rows["model"]
+    assert model["states"] == 3 and model["test_crops"] > 0
+    assert 0.0 <= model["test_accuracy"] <= 1.0
+    for name in (*frsign.METHODS, *frsign.CONCEPT_ROWS):
+        row = rows[name]
+        assert 0.0 <= row["predictability"] <= 1.0 and 0.0 < row["majority"] <= 1.0
+        assert row["seconds_per_image"] >= 0.0
+        if row["kind"] == "attribution":
+            assert 0.0 <= row["mass_in_box"] <= 1.0 and 0.0 < row["box_area_share"] < 1.0
+    for f in ("frsign_synthetic_quick.md", "frsign_synthetic_quick.png"):
+        assert (tmp_path / f).stat().st_size > 0
+    again = frsign.main(["--quick", "--out", str(tmp_path)]).rows
+    assert again == rows                                   # a finished file is not recomputed
+
+
+def test_frsign_measures():
+    import frsign
+    import numpy as np
+
+    # Two well separated clusters: every held-out vector is nearest its own centroid.
+    v = np.array([[1.0, 0.0], [0.9, 0.1], [0.95, 0.05], [0.0, 1.0], [0.1, 0.9], [0.05, 0.95]])
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    out = frsign.predictability(v, labels)
+    assert out["predictability"] == 1.0 and out["majority"] == 0.5
+    assert out["same_state_cosine"] > 0.98 and out["other_state_cosine"] < 0.25
+    # Identical explanations carry nothing: the gap is zero.
+    flat = frsign.predictability(np.ones((6, 4)), labels)
+    assert abs(flat["state_gap"]) < 1e-12
+    # Leave-one-out: a vector nearer the other class's centroid once it is held out is an error.
+    v = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.2, 1.0]])
+    assert frsign.predictability(v, np.array([0, 0, 1, 1, 0]))["predictability"] == 0.8
+    # box mass: a uniform map gets the box's area share, a map inside the box gets 1.
+    share, area = frsign.box_mass(np.ones((2, 12, 12)), 0.25)        # inner square 8 of 12
+    assert abs(area - 64 / 144) < 1e-12 and abs(share - area) < 1e-6
+    inside = np.zeros((1, 12, 12))
+    inside[0, 4:8, 4:8] = 1.0
+    assert frsign.box_mass(inside, 0.25)[0] == 1.0
+    cos = frsign.mean_cosines(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([0, 1]), 3)
+    assert cos[0, 1] == 0.0 and cos[0, 0] == 1.0 and np.isnan(cos[2]).all()
