@@ -32,8 +32,8 @@ Explanations: attribution maps (saliency, Sobol, RISE; each L2-normalized, flatt
 convolutional block): the crop's concept codes (what is there) and its concept importances for
 the predicted state (total Sobol indices, what mattered).
 
-Writes ``<out>/frsign_<target>.{json,md}`` and ``frsign_<target>.png`` (mean map per state next to
-each state's top concept crops); a finished file is not recomputed (the model is retrained when a row
+Writes ``<out>/frsign_<target>.{json,md}`` and ``frsign_<target>.png`` (mean crop and mean maps per
+predicted state, next to the crop that most expresses its most important concept); a finished file is not recomputed (the model is retrained when a row
 is missing, so every row of a file comes from one model).
 """
 
@@ -176,9 +176,9 @@ def concepts(m, x_fit, x, y, s, seed):
     return bank, {"craft_codes": (codes, 0.0), "craft_importance": (imp, imp_s)}, fit_s
 
 
-def figure(path, x, pred, names, maps, codes, bank):
+def figure(path, x, pred, names, maps, importance, bank):
     """Per predicted state: the mean crop, the mean |map| of each attribution method, and the
-    bank crop that most expresses the state's most present concept."""
+    bank crop that most expresses the state's most important concept (mean total Sobol index)."""
     import matplotlib.pyplot as plt
 
     k, cols = len(names), len(METHODS) + 2
@@ -193,7 +193,7 @@ def figure(path, x, pred, names, maps, codes, bank):
             axes[c, j + 1].imshow(mean_map, cmap="magma")
             axes[0, j + 1].set_title(name, fontsize=8)
         if sel.any():
-            concept = int(np.argmax(codes[sel].mean(0)))
+            concept = int(np.argmax(importance[sel].mean(0)))
             axes[c, -1].imshow(np.clip(crops[np.argmax(bank_codes[:, concept])], 0, 1))
             axes[c, -1].set_xlabel(f"concept {concept}", fontsize=8)
     for ax in axes.ravel():
@@ -274,7 +274,7 @@ def main(argv=None):
             row["craft_fit_seconds"] = fit_s
         results.add(name, row, meta)
     figure(os.path.join(args.out, f"frsign_{target}.png"), np.asarray(x), pred, names, maps,
-           concept_vectors["craft_codes"][0], bank)
+           concept_vectors["craft_importance"][0], bank)
     md = results.subset({r: results.rows[r] for r in [*METHODS, *CONCEPT_ROWS]}).markdown(
         ["kind", "predictability", "majority", "alike_pair_predictability", "same_state_cosine",
          "other_state_cosine", "state_gap", "mass_in_box", "seconds_per_image"],
