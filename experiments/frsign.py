@@ -32,9 +32,10 @@ Explanations: attribution maps (saliency, Sobol, RISE; each L2-normalized, flatt
 convolutional block): the crop's concept codes (what is there) and its concept importances for
 the predicted state (total Sobol indices, what mattered).
 
-Writes ``<out>/frsign_<target>.{json,md}`` and ``frsign_<target>.png`` (mean crop and mean maps per
-predicted state, next to the crop that most expresses its most important concept); a finished file is not recomputed (the model is retrained when a row
-is missing, so every row of a file comes from one model).
+Writes ``<out>/frsign_<target>.{json,md}`` and ``frsign_<target>.png`` (mean crop and mean maps
+per predicted state, next to the crop that most expresses its most important concept); a finished
+file is not recomputed (the model is retrained when a row is missing, so every row of a file comes
+from one model).
 """
 
 import argparse
