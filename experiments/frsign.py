@@ -14,8 +14,9 @@ CPU (measured on a synthetic frame), so a little over an hour for 100,000 frames
 read 250 GB; training and explaining the crops then take minutes on one GPU (not measured: no
 release and no GPU here). Without the release the script runs on a synthetic release written in the
 same layout (:func:`xjax.data.write_synthetic_frsign`), where states share the lit lamp's position
-and differ only by its colour: a positive control of the protocol (attribution maps *cannot*
-carry the colour there), not evidence about FRSign.
+and differ only by its colour: a control built so that a map has no position of its own to
+show per state, not evidence about FRSign (measured there: the maps still predict the decision,
+see experiments/README.md).
 
 The thesis's finding is that attribution says where the model looks (the light) and not what it
 sees there. Measured here, on the test crops, for the model's own predicted state:

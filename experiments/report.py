@@ -415,6 +415,24 @@ def featviz_means(method):
     return out
 
 
+# ------------------------------------------------------------------------------------- FRSign
+def frsign():
+    r = rows("frsign_synthetic")
+    body = []
+    for name in ("saliency", "sobol", "rise", "craft_codes", "craft_importance"):
+        v = r[name]
+        box = (f"{v['mass_in_box']:.2f} ({v['box_area_share']:.2f})" if "mass_in_box" in v
+               else "")
+        body.append([name, v["kind"], f"{v['predictability']:.3f} ({v['majority']:.2f})",
+                     f"{v['alike_pair_predictability']:.3f} ({v['alike_pair_majority']:.2f})",
+                     f"{v['same_state_cosine']:.4f}", f"{v['other_state_cosine']:.4f}",
+                     f"{v['state_gap']:.4f}", box, f"{v['seconds_per_image'] * 1e3:.1f}"])
+    pair = " vs ".join(r["sobol"]["alike_pair"])
+    return table(["explanation", "kind", "predictability (majority)",
+                  f"{pair} predictability (majority)", "same-state cosine", "other-state cosine",
+                  "gap", "mass in box (area share)", "ms/crop"], body)
+
+
 # --------------------------------------------------------------------------------- provenance
 def provenance_table():
     body = []
@@ -444,7 +462,8 @@ TABLES = {"eva_mlp": lambda: eva_net("mlp"), "eva_small_cnn": lambda: eva_net("s
           "harmonization_corner": lambda: harmonization("corner"),
           "craft_classes": craft_classes, "craft_holistic": craft_holistic,
           "craft_lite0": craft_lite0, "featviz_classes": featviz_classes,
-          "featviz_summary": featviz_summary, "provenance": provenance_table}
+          "featviz_summary": featviz_summary, "frsign": frsign,
+          "provenance": provenance_table}
 
 
 # ----------------------------------------------------------------------------------- derived
@@ -544,6 +563,8 @@ for _arg in ("sampler", "estimator", "perturbation"):
         DERIVED[f"ablation_best_{_arg}_{_key}"] = (
             lambda a=_arg, k=_key, lo=_lower: _ablation_best(a, k, lo))
 DERIVED.update({
+    "frsign_max_map_gap": lambda: max(rows("frsign_synthetic")[m]["state_gap"]
+                                      for m in ("saliency", "sobol", "rise")),
     "lip_mege_wins_matched": lambda: _lipschitz_mege_wins("small_cnn_matched", "mege"),
     "lip_reco_wins_matched": lambda: _lipschitz_mege_wins("small_cnn_matched", "reco"),
     "mege_random_lower": lambda: _random_label_drops("mege")[0],
