@@ -39,6 +39,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from xjax._internal.rundir import sha256_file
 from xjax.data._hdfstore import Frame, read_frame, store_keys
 
 __all__ = ["FRSIGN_URL", "FRSignAnnotations", "frsign", "read_frsign_annotations",
@@ -422,7 +423,7 @@ def frsign(split: str = "train", *, manual_dir: str, label: str = "state", image
     labels = getattr(ann, label)
     settings = {"label": label, "image_size": image_size, "context": float(context),
                 "fractions": [float(f) for f in fr], "seed": int(seed), "source": kind,
-                "annotations_sha256": _sha256(h5)}
+                "annotations_sha256": sha256_file(h5)}
     config = "c" + hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     data_dir = os.path.abspath(data_dir or _DEFAULT_DATA_DIR)
     os.makedirs(data_dir, exist_ok=True)
@@ -440,14 +441,6 @@ def frsign(split: str = "train", *, manual_dir: str, label: str = "state", image
     if not prepared["splits"][split]:
         raise ValueError(f"split: {split!r} holds no sequence at fractions {list(fr)}")
     return builder.as_data_source(split=split)
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------- synthetic release
