@@ -106,11 +106,6 @@ def _explain(args) -> int:
                 for m, e in explainers.items()}
         return jax.nn.softmax(logits), maps
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     label = (lambda k: model.class_names[k] if model.class_names else str(k))
     step = args.images_per_step
     all_x, all_maps, titles = [], {m: [] for m in methods}, []
@@ -123,8 +118,8 @@ def _explain(args) -> int:
             top = np.argsort(-p)[:5]
             titles.append(f"{name}: {label(int(top[0]))}")
             for m in methods:
-                fig, axes = plt.subplots(1, 3, figsize=(9, 3.2),
-                                         gridspec_kw={"width_ratios": [1, 1, 1.1]})
+                fig = plots._figure(9, 3.2)
+                axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.1]})
                 axes[0].imshow(np.repeat(xi, 3, -1) if c == 1 else xi)
                 axes[0].set_axis_off()
                 axes[0].set_title(name, fontsize=9)
@@ -135,10 +130,7 @@ def _explain(args) -> int:
                 axes[2].set_xlim(0, 1)
                 axes[2].set_title("top-5 probability", fontsize=9)
                 fig.tight_layout()
-                tmp = figure(name, m) + ".tmp.png"
-                fig.savefig(tmp, dpi=100)
-                plt.close(fig)
-                os.replace(tmp, figure(name, m))
+                plots.save(fig, figure(name, m), dpi=100)
                 print(f"{figure(name, m)}\t{label(int(top[0]))}\t{p[top[0]]:.3f}", flush=True)
         all_x.append(x)
         for m in methods:
@@ -149,10 +141,7 @@ def _explain(args) -> int:
         fig = plots.method_grid(np.concatenate(all_x),
                                 {m: np.concatenate(v) for m, v in all_maps.items()},
                                 titles=titles)
-        tmp = os.path.join(args.out, "grid.tmp.png")
-        fig.savefig(tmp, dpi=80)
-        plt.close(fig)
-        os.replace(tmp, os.path.join(args.out, "grid.png"))
+        plots.save(fig, os.path.join(args.out, "grid.png"), dpi=80)
     return 0
 
 

@@ -62,15 +62,12 @@ def _predict(model, x, batch=256):
 
 
 def _examples_figure(path, images, method_maps, concept_maps, concept_ids, method):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    from xjax import plots
     from xjax.plots import heatmap_overlay
 
     n, k = len(images), 2 + concept_maps.shape[1]
-    fig, axes = plt.subplots(n, k, figsize=(1.9 * k, 1.9 * n), squeeze=False)
+    fig = plots._figure(1.9 * k, 1.9 * n)
+    axes = fig.subplots(n, k, squeeze=False)
     for i in range(n):
         img = np.asarray(images[i])
         axes[i, 0].imshow(img if img.shape[-1] == 3 else img[..., 0], cmap="gray")
@@ -81,10 +78,7 @@ def _examples_figure(path, images, method_maps, concept_maps, concept_ids, metho
             heatmap_overlay(axes[i, 2 + j], img, np.asarray(concept_maps[i, j]),
                             title=f"concept {int(concept_ids[i, j])}")
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=60)
-    plt.close(fig)
-    os.replace(tmp, path)
+    plots.save(fig, path, dpi=60)
 
 
 def _build_class(model, x_c, logits, correct, c, name, folder, *, nb_concepts, patch_size, method,
