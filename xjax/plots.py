@@ -57,11 +57,10 @@ def save(fig, path: str, *, dpi: int = 100) -> str:
     interrupted run never leaves a truncated image under the final name. Returns ``path``."""
     import os
 
-    folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{name}.tmp{os.path.splitext(name)[1]}")
-    fig.savefig(tmp, dpi=dpi)
-    os.replace(tmp, path)
-    return path
+    from xjax._internal.rundir import atomic_write
+
+    fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
+    return atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, format=fmt))
 
 
 def _check_sign(sign):

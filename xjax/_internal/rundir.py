@@ -91,14 +91,29 @@ def _alive(pid: int, start: str | None) -> bool:
     return start is None or now is None or now == start
 
 
+def atomic_write(path: str, write: Callable[[Any], None]) -> str:
+    """Write ``path`` through ``write(binary file object)`` to a hidden temporary name in the same
+    folder, flush it to disk and rename it into place, so that an interrupted write never leaves
+    a truncated file under the final name (the temporary file is removed on error). Every file
+    xjax writes for a user goes through here. Returns ``path``."""
+    folder, base = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{base}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+    return path
+
+
 def _atomic_json(path: str, data: Any) -> None:
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=1, sort_keys=True).encode()
+    atomic_write(path, lambda f: f.write(text))
 
 
 _HELD: dict[str, int] = {}      # locks this process holds, by real path: re-entrant in-process
@@ -292,19 +307,15 @@ class RunDir:
     def write(self, name: str, write: Callable[[Any], None], **payload) -> None:
         """Write ``name`` through ``write(binary file object)`` to a hidden temporary name,
         rename it into place and record its checksum (and ``payload``) in the manifest."""
-        folder, base = os.path.split(os.path.join(self.path, name))
-        tmp = os.path.join(folder, f".{base}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "wb") as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
-            rec = {"sha256": sha256_file(tmp), "bytes": os.path.getsize(tmp), **payload}
-            os.replace(tmp, os.path.join(self.path, name))
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(tmp)
-            raise
+        target = os.path.join(self.path, name)
+
+        def checked(f):
+            write(f)
+            f.flush()
+            rec.update(sha256=sha256_file(f.name), bytes=os.path.getsize(f.name), **payload)
+
+        rec: dict = {}
+        atomic_write(target, checked)
         self.files[name] = _canonical(rec)
         self._write_manifest()
 

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float, Int
 
+from xjax._internal.rundir import atomic_write
 from xjax.typing import Model
 
 __all__ = ["build_lens", "class_slug"]
@@ -39,9 +40,7 @@ def _png(path, array):
         a = np.round(np.clip(a, 0, 1) * 255).astype(np.uint8)
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
-    tmp = path + ".tmp.png"
-    Image.fromarray(a).save(tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: Image.fromarray(a).save(f, format="PNG"))
 
 
 def _upscale(img, height):

@@ -8,6 +8,8 @@ import html
 import json
 import os
 
+from xjax._internal.rundir import atomic_write
+
 __all__ = ["write_class_page", "write_global_pages"]
 
 CSS = """
@@ -79,11 +81,9 @@ def _page(title: str, body: str, depth: int) -> str:
 """
 
 
-def _atomic_write(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def _write_text(path: str, text: str) -> None:
+    data = text.encode("utf-8")
+    atomic_write(path, lambda f: f.write(data))
 
 
 def write_class_page(out: str, info: dict, prev_next: tuple[str | None, str | None]) -> None:
@@ -121,7 +121,7 @@ concepts (CRAFT, NMF on {info['crops']} crops) · accuracy on them {info['accura
 its three most important concepts (Grad-CAM through the NMF encoder's implicit derivative).</p>
 <div class="examples">{examples}</div>
 {pager}"""
-    _atomic_write(os.path.join(out, "classes", info["slug"], "index.html"),
+    _write_text(os.path.join(out, "classes", info["slug"], "index.html"),
                   _page(info["name"], body, 2))
 
 
@@ -130,8 +130,8 @@ def write_global_pages(out: str, classes: list[dict], embedding: list[dict], met
     and the assets."""
     e = html.escape
     os.makedirs(os.path.join(out, "assets"), exist_ok=True)
-    _atomic_write(os.path.join(out, "assets", "lens.css"), CSS)
-    _atomic_write(os.path.join(out, "assets", "lens.js"), JS)
+    _write_text(os.path.join(out, "assets", "lens.css"), CSS)
+    _write_text(os.path.join(out, "assets", "lens.js"), JS)
     items = "".join(f'<li data-name="{e(c["name"].lower())}"><a href="classes/{e(c["slug"])}/'
                     f'index.html">{e(c["name"])}</a></li>' for c in classes)
     body = f"""<h1>{e(meta['title'])}</h1>
@@ -140,7 +140,7 @@ def write_global_pages(out: str, classes: list[dict], embedding: list[dict], met
 <p><input id="search" type="search" placeholder="Search a class" aria-label="search classes"></p>
 <ul class="classes">{items}</ul>
 <script type="application/json" id="lens-index">{json.dumps(classes)}</script>"""
-    _atomic_write(os.path.join(out, "index.html"), _page(meta["title"], body, 0))
+    _write_text(os.path.join(out, "index.html"), _page(meta["title"], body, 0))
     palette = ["#2457c5", "#d1495b", "#edae49", "#00798c", "#66a182", "#8d6a9f", "#e07a5f",
                "#3d405b", "#81b29a", "#f2cc8f"]
     slugs = [c["slug"] for c in classes]
@@ -159,4 +159,4 @@ def write_global_pages(out: str, classes: list[dict], embedding: list[dict], met
 the unit-normalized concept vectors (dot size: importance). Click a dot to open its concept.</p>
 <svg viewBox="0 0 600 400" role="img" aria-label="concept map">{''.join(dots)}</svg>
 <p class="muted">{legend}</p>"""
-    _atomic_write(os.path.join(out, "map.html"), _page("Concept map", body, 0))
+    _write_text(os.path.join(out, "map.html"), _page("Concept map", body, 0))
