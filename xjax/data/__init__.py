@@ -23,13 +23,19 @@ from xjax.data._hdfstore import Frame as Frame
 from xjax.data._hdfstore import UnreadableStoreError as UnreadableStoreError
 from xjax.data._hdfstore import UnsafeStoreError as UnsafeStoreError
 from xjax.data._hdfstore import read_frame as read_frame
+from xjax.data._photos import IMAGE_EXTENSIONS as IMAGE_EXTENSIONS
 from xjax.data._photos import SAMPLE_PHOTOS as SAMPLE_PHOTOS
 from xjax.data._photos import Photo as Photo
+from xjax.data._photos import image_files as image_files
 from xjax.data._photos import load_images as load_images
+from xjax.data._photos import read_image as read_image
 from xjax.data._photos import resize_center_crop as resize_center_crop
 from xjax.data._photos import sample_photos as sample_photos
 
 __all__ = [
+    "IMAGE_EXTENSIONS",
+    "image_files",
+    "read_image",
     "CLICKME_URL",
     "FASHION_MNIST_DIR",
     "FRSIGN_URL",

@@ -14,7 +14,8 @@ from jaxtyping import Float, UInt8
 
 from xjax._internal.validate import check_positive_int
 
-__all__ = ["Photo", "SAMPLE_PHOTOS", "load_images", "resize_center_crop", "sample_photos"]
+__all__ = ["IMAGE_EXTENSIONS", "Photo", "SAMPLE_PHOTOS", "image_files", "load_images", "read_image",
+           "resize_center_crop", "sample_photos"]
 
 
 class Photo(NamedTuple):
@@ -119,20 +120,41 @@ def resize_center_crop(image: UInt8[np.ndarray, "H W C"] | Float[np.ndarray, "H 
     return out[..., None] if out.ndim == 2 else out
 
 
-_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def read_image(path: str) -> UInt8[np.ndarray, "H W 3"]:
+    """One image file decoded as ``u8[H, W, 3]`` (grey and palette images are converted).
+
+    Raises:
+      ValueError: the file is not a readable image (truncated, corrupt, not an image, or larger
+        than Pillow's decompression-bomb limit), with the file's path and the decoder's reason.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ValueError(f"image {path!r} is unreadable ({type(e).__name__}: {e})") from None
+
+
+def image_files(directory: str) -> list[str]:
+    """The image files (by extension) directly in ``directory``, sorted by name."""
+    return sorted(os.path.join(directory, f) for f in os.listdir(directory)
+                  if f.lower().endswith(IMAGE_EXTENSIONS))
 
 
 def load_images(directory: str) -> list[tuple[str, UInt8[np.ndarray, "H W 3"]]]:
-    """Read every image file in ``directory`` (sorted by name) as ``(name, u8[H, W, 3])``."""
-    from PIL import Image
+    """Read every image file in ``directory`` (sorted by name) as ``(name, u8[H, W, 3])``.
 
+    Raises:
+      FileNotFoundError: ``directory`` is not a directory.
+      ValueError: it holds no image files, or one is unreadable (named).
+    """
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"images: {directory!r} is not a directory")
-    files = sorted(f for f in os.listdir(directory) if f.lower().endswith(_IMAGE_EXTENSIONS))
+    files = image_files(directory)
     if not files:
-        raise ValueError(f"images: no image files ({', '.join(_IMAGE_EXTENSIONS)}) in {directory!r}")
-    out = []
-    for f in files:
-        with Image.open(os.path.join(directory, f)) as im:
-            out.append((os.path.splitext(f)[0], np.asarray(im.convert("RGB"))))
-    return out
+        raise ValueError(f"images: no image files ({', '.join(IMAGE_EXTENSIONS)}) in {directory!r}")
+    return [(os.path.splitext(os.path.basename(f))[0], read_image(f)) for f in files]
