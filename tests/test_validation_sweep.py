@@ -109,3 +109,22 @@ def test_concept_factorizations_refuse_empty_and_non_finite_activations():
         craft.fit(None, jnp.zeros((0, 8, 8, 3)))
     with pytest.raises(ValueError, match="NaN or infinite pixels in 1"):
         craft.fit(None, jnp.zeros((3, 8, 8, 3)).at[1, 0, 0, 0].set(jnp.inf))
+
+
+def test_unit_range_tolerance_and_tracers():
+    from xjax._internal.validate import UNIT_RANGE_TOLERANCE, check_images
+
+    x = np.full((2, 4, 4, 3), 0.5, np.float32)
+    # a resize's overshoot stays accepted; beyond the tolerance is another convention
+    check_images(x.copy() + 0.5 + UNIT_RANGE_TOLERANCE / 2, unit_range=True)
+    check_images(x.copy() - 0.5 - UNIT_RANGE_TOLERANCE / 2, unit_range=True)
+    with pytest.raises(ValueError, match=r"x holds values in \[0.5, 1.2\].*x / 255"):
+        check_images(x.copy().clip(0, 1) + np.eye(4, dtype=np.float32)[None, :, :, None] * 0.7,
+                     unit_range=True)
+    with pytest.raises(ValueError, match=r"\[-0.2, 0.5\].*mean/std"):
+        check_images(np.concatenate([x, x * 0 - 0.2]), unit_range=True)
+    # under jit the values cannot be read: checked on concrete arrays only
+    jax.jit(lambda a: check_images(a, unit_range=True) or a)(x * 255)
+    # a host array closed over inside someone's jit is concrete, and checked
+    with pytest.raises(ValueError, match="x / 255"):
+        jax.jit(lambda: check_images(x * 255, unit_range=True) or 0)()

@@ -89,7 +89,8 @@ def evaluate(model_fn: ModelFn, params: Params, x: Float[np.ndarray, "N H W C"],
              precision: str | jmp.Policy = "float32") -> float:
     """Top-1 accuracy of ``model_fn`` on ``(x, y)``, in batches of ``batch_size`` (the last batch
     is padded, so one compiled function serves every batch)."""
-    check_images(x, "x", where="evaluate", nonempty=True, finite=True)
+    check_images(x, "x", where="evaluate", nonempty=True, finite=True,
+                 unit_range=True)
     batch_size = check_positive_int(batch_size, "batch_size", where="evaluate")
     mp = policy(precision)
 
@@ -138,7 +139,8 @@ def fit(model_fn: ModelFn, params: Params, x: Float[np.ndarray, "N H W C"],
       :class:`TrainState` with the final params, optimizer state and history
       (``{"epoch", "loss", "eval_accuracy"}`` per epoch run in this call).
     """
-    check_images(x, "x", where="fit", nonempty=True, finite=True)
+    check_images(x, "x", where="fit", nonempty=True, finite=True,
+                 unit_range=True)
     epochs = check_positive_int(epochs, "epochs", where="fit")
     batch_size = check_positive_int(batch_size, "batch_size", where="fit")
     if len(x) != len(y):

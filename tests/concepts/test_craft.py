@@ -15,6 +15,10 @@ def features(params, x):
     return x                                               # the "activations" are the image
 
 
+def signed_features(params, x):
+    return x - 0.5                                         # activations of both signs
+
+
 def head(params, a):                                       # GAP then dense: affine in a
     return a.mean((1, 2)) @ params["w"]
 
@@ -24,7 +28,8 @@ def toy():
     rng = np.random.default_rng(0)
     atoms = rng.random((R, 6)) ** 2
     codes = rng.random((12, 16, 16, R)) ** 4
-    x = jnp.asarray(codes @ atoms + 0.01 * rng.random((12, 16, 16, 6)), jnp.float32)
+    x = codes @ atoms + 0.01 * rng.random((12, 16, 16, 6))
+    x = jnp.asarray(x / x.max(), jnp.float32)          # images are in [0, 1]
     params = {"w": jnp.asarray(rng.normal(size=(6, 4)), jnp.float32)}
     model = craft(features, head, nb_concepts=R, patch_size=8, sampler="sobol")
     return model, params, x, model.fit(params, x)
@@ -119,8 +124,8 @@ def test_random_crops_are_keyed(toy):
 
 def test_other_factorizations_plug_in(toy):
     _, params, x, _ = toy
-    model = craft(features, head, nb_concepts=2, patch_size=8, factorization=pca(2))
-    bank = model.fit(params, x - 0.5)                      # signed activations are fine for PCA
+    model = craft(signed_features, head, nb_concepts=2, patch_size=8, factorization=pca(2))
+    bank = model.fit(params, x)                            # signed activations are fine for PCA
     assert bank.components.shape == (2, 6)
     # the concepts are the top principal directions of the crops' activations (NumPy SVD, float64)
     a = np.asarray(bank.activations, np.float64)
@@ -133,7 +138,7 @@ def test_other_factorizations_plug_in(toy):
 def test_bad_input_errors(toy):
     _, params, x, _ = toy
     with pytest.raises(ValueError, match="non-negative activations.*my_layer"):
-        craft(features, head, nb_concepts=R, patch_size=8, layer="my_layer").fit(params, x - 0.5)
+        craft(signed_features, head, nb_concepts=R, patch_size=8, layer="my_layer").fit(params, x)
     with pytest.raises(ValueError, match="too few"):
         craft(features, head, nb_concepts=R, patch_size=16).fit(params, x[:2])
     with pytest.raises(ValueError, match="exceed the activation width"):

@@ -5,10 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 
 _CHANNEL_COUNTS = (1, 2, 3, 4)
+# Images are in [0, 1]; values this far outside are another convention (0-255, mean/std), not
+# the overshoot of a cubic or Lanczos resize.
+UNIT_RANGE_TOLERANCE = 0.1
 
 
 def check_images(x, name: str = "x", *, channels: int | None = None, where: str = "",
-                 nonempty: bool = False, finite: bool = False) -> None:
+                 nonempty: bool = False, finite: bool = False, unit_range: bool = False) -> None:
     """Raise a clear error unless ``x`` looks like a batch of NHWC images.
 
     Works on NumPy arrays, JAX arrays and tracers (the static shape and dtype; ``finite`` reads
@@ -17,6 +20,8 @@ def check_images(x, name: str = "x", *, channels: int | None = None, where: str 
     Args:
       nonempty: refuse an empty batch (N = 0).
       finite: refuse NaN or infinite pixels.
+      unit_range: refuse values outside [0, 1] by more than ``UNIT_RANGE_TOLERANCE`` (images in
+        [0, 255], or already normalized by a mean and standard deviation).
     """
     prefix = f"{where}: " if where else ""
     shape = getattr(x, "shape", None)
@@ -44,16 +49,37 @@ def check_images(x, name: str = "x", *, channels: int | None = None, where: str 
                          f"one image")
     if nonempty and 0 in shape[1:]:
         raise ValueError(f"{prefix}{name} has an empty axis (shape {tuple(shape)})")
-    if finite and not isinstance(x, jax.core.Tracer):
+    if (finite or unit_range) and not isinstance(x, jax.core.Tracer):
         xp = jnp if isinstance(x, jax.Array) else np      # host arrays stay on the host
         try:
             with jax.ensure_compile_time_eval():          # a constant inside someone's jit
-                bad = int(xp.sum((~xp.isfinite(xp.asarray(x))).reshape(shape[0], -1).any(1)))
+                a = xp.asarray(x)
+                ok = xp.isfinite(a)
+                bad = int(xp.sum((~ok).reshape(shape[0], -1).any(1)))
+                lo, hi = (float(xp.min(xp.where(ok, a, 0))), float(xp.max(xp.where(ok, a, 0))))
         except jax.errors.ConcretizationTypeError:
-            bad = 0                                       # traced: rows come out NaN instead
-        if bad:
+            bad, lo, hi = 0, 0.0, 0.0                     # traced: rows come out NaN instead
+        if finite and bad:
             raise ValueError(f"{prefix}{name} holds NaN or infinite pixels in {bad} of its "
                              f"{shape[0]} images; under jax.jit their rows come out NaN")
+        if unit_range and lo < -UNIT_RANGE_TOLERANCE:
+            raise ValueError(f"{prefix}{name} holds values in [{lo:g}, {hi:g}]: xjax images are "
+                             f"floats in [0, 1] and each model normalizes inside model_fn; give "
+                             f"the images before their mean/std normalization, or wrap your "
+                             f"model so that it normalizes its [0, 1] input itself")
+        if unit_range and hi > 1.0 + UNIT_RANGE_TOLERANCE:
+            raise ValueError(f"{prefix}{name} holds values in [{lo:g}, {hi:g}]: xjax images are "
+                             f"floats in [0, 1] (each model normalizes inside model_fn); images "
+                             f"in [0, 255] need x / 255")
+
+
+def default_floats(tree):
+    """``tree`` with its NumPy float64 arrays as float32 when JAX's x64 mode is off: what JAX would
+    do with them anyway, without the truncation warnings that would point into xjax's source."""
+    if jax.config.jax_enable_x64:
+        return tree
+    return jax.tree.map(lambda a: a.astype(np.float32)
+                        if isinstance(a, np.ndarray) and a.dtype == np.float64 else a, tree)
 
 
 def check_positive_int(value, name: str, *, where: str = "", minimum: int = 1) -> int:

@@ -10,7 +10,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from xjax._internal.batching import add_rows, block_layout, pad_rows, padded_rows, scan_blocks, slice_rows
-from xjax._internal.validate import check_images, check_positive_int
+from xjax._internal.validate import check_images, check_positive_int, default_floats
 
 REDUCTIONS = ("max", "mean", "sum", None)
 
@@ -51,7 +51,8 @@ def check_inputs(x, y, where: str, model_fn=None, params=None, score_fn=None) ->
     not checked)."""
     from xjax.attributions._score import CLASS_INDEX_SCORES
 
-    check_images(x, "x", where=where, nonempty=True, finite=True)
+    check_images(x, "x", where=where, nonempty=True, finite=True,
+                 unit_range=True)
     leaves = jax.tree.leaves(y)
     if not leaves:
         raise TypeError(f"{where}: y must be i32[N] labels or a per-example pytree, got {y!r}")
@@ -99,11 +100,15 @@ def nan_rows(x, out):
 def guarded(where: str, model_fn, score_fn) -> Callable:
     """Decorate an explainer or metric ``fn(params, x, y, ...)``: inputs are validated eagerly
     (:func:`check_inputs`, before tracing), and rows of non-finite images are NaN in the output
-    (:func:`nan_rows`). The one boundary every public explainer and metric goes through."""
+    (:func:`nan_rows`); NumPy float64 arguments become float32 unless x64 is on
+    (:func:`default_floats`), and host images become JAX arrays. The one boundary every public
+    explainer and metric goes through."""
     def wrap(fn):
         @functools.wraps(fn)
         def run(params, x, y, *args, **kwargs):
+            x, y, args, kwargs = default_floats((x, y, args, kwargs))
             check_inputs(x, y, where, model_fn, params, score_fn)
+            x = jnp.asarray(x)                 # host images are indexed by traced rows inside
             return nan_rows(x, fn(params, x, y, *args, **kwargs))
         return run
     return wrap

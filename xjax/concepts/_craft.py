@@ -193,7 +193,8 @@ def craft(features_fn: FeaturesFn, head_fn: HeadFn, *, nb_concepts: int = 25,
         return bank, bank.codes if hasattr(bank, "codes") else fac_.transform(bank, a)
 
     def fit(params, x: Float[Array, "N H W C"], *, key: jax.Array | None = None) -> CraftBank:
-        check_images(x, "x", where="craft.fit", nonempty=True, finite=True)
+        check_images(x, "x", where="craft.fit", nonempty=True, finite=True,
+                     unit_range=True)
         if crop_mode == "random" and key is None:
             raise ValueError("craft.fit: crop_mode='random' needs key=jax.random.key(seed)")
         key = jax.random.key(0) if key is None else key
@@ -210,7 +211,8 @@ def craft(features_fn: FeaturesFn, head_fn: HeadFn, *, nb_concepts: int = 25,
         return fac.transform(bank_, a)
 
     def transform(params, bank: CraftBank, x: Float[Array, "N H W C"]) -> Float[Array, "N h w R"]:
-        check_images(x, "x", where="craft.transform", nonempty=True, finite=True)
+        check_images(x, "x", where="craft.transform", nonempty=True, finite=True,
+                     unit_range=True)
         return _transform(params, bank, x)
 
     @jax.jit
@@ -259,7 +261,8 @@ def craft(features_fn: FeaturesFn, head_fn: HeadFn, *, nb_concepts: int = 25,
 
     def importance(params, bank: CraftBank, x: Float[Array, "N H W C"], y, *,
                    method: str = "sobol", key: jax.Array | None = None) -> Float[Array, "N R"]:
-        check_images(x, "x", where="craft.importance", nonempty=True, finite=True)
+        check_images(x, "x", where="craft.importance", nonempty=True, finite=True,
+                     unit_range=True)
         if method not in _IMPORTANCE:
             raise ValueError(f"craft.importance: method must be one of {_IMPORTANCE}, got "
                              f"{method!r}")
@@ -269,7 +272,8 @@ def craft(features_fn: FeaturesFn, head_fn: HeadFn, *, nb_concepts: int = 25,
 
     def attribute(params, bank: CraftBank, x: Float[Array, "N H W C"], concept, *,
                   explainer: Callable | None = None) -> Float[Array, "N H W"]:
-        check_images(x, "x", where="craft.attribute", nonempty=True, finite=True)
+        check_images(x, "x", where="craft.attribute", nonempty=True, finite=True,
+                     unit_range=True)
         c = jnp.broadcast_to(jnp.asarray(concept, jnp.int32), (x.shape[0],))
         if explainer is None:
             from xjax.attributions import grad_cam
