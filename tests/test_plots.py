@@ -58,7 +58,7 @@ def test_normalize_map_is_robust_to_a_peak():
 
 def _render(image, amap, **kw):
     """Pixels of one attribution drawn on axes filling a 1 x 1 inch figure at 64 dpi."""
-    fig = plots._figure(1.0, 1.0)
+    fig = plots.figure(1.0, 1.0)
     ax = fig.add_axes((0, 0, 1, 1))
     plots.attribution(image, amap, ax=ax, colorbar=False, **kw)
     canvas = FigureCanvasAgg(fig)

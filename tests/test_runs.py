@@ -134,3 +134,43 @@ def test_per_device_scans_only_local_rows_and_equals_one_device(setup):
     np.testing.assert_allclose(
         np.asarray(xjax.runs.per_device(rise)(m.params, x[:5], y[:5], key=key)),
         np.asarray(ref[:5]), **CLOSE)
+
+
+def test_maps_file_round_trip_and_hostile_files(tmp_path):
+    path = str(tmp_path / "m.npz")
+    maps = {"saliency": np.arange(24, dtype=np.float32).reshape(2, 3, 4),
+            "sobol": np.ones((2, 3, 4), np.float32)}
+    xjax.runs.save_maps_file(path, ["a", "b"], maps, {"model": "small_cnn", "seed": None})
+    got = xjax.runs.load_maps_file(path)
+    assert got.names == ("a", "b") and got.settings == {"model": "small_cnn", "seed": None}
+    for k, v in maps.items():
+        np.testing.assert_array_equal(got.maps[k], v)
+    assert [f for f in os.listdir(tmp_path) if f.startswith(".")] == []   # no temporary left
+    with np.load(path, allow_pickle=False) as z:                          # plain NumPy reads it
+        assert set(z.files) == {"format", "names", "settings", "maps.saliency", "maps.sobol"}
+    with pytest.raises(ValueError, match=r"maps\['x'\] must be f32\[N, H, W\] with N = 2"):
+        xjax.runs.save_maps_file(path, ["a", "b"], {"x": np.zeros((3, 2, 2))}, {})
+
+    def hostile(name, **arrays):
+        p = str(tmp_path / name)
+        np.savez(p, **arrays)
+        return p
+
+    ok = {"format": np.asarray("xjax-maps-1"), "names": np.asarray(["a"]),
+          "settings": np.asarray("{}"), "maps.s": np.zeros((1, 2, 2), np.float32)}
+    cases = {
+        "pickled.npz": ({**ok, "names": np.array([object()], dtype=object)}, "not a readable"),
+        "noformat.npz": ({k: v for k, v in ok.items() if k != "format"}, "not an xjax maps"),
+        "f64.npz": ({**ok, "maps.s": np.zeros((1, 2, 2))}, r"'maps.s' must be float32\[1, H, W\]"),
+        "rows.npz": ({**ok, "maps.s": np.zeros((2, 2, 2), np.float32)}, "must be float32"),
+        "settings.npz": ({**ok, "settings": np.asarray("[1, 2]")}, "JSON object"),
+        "empty.npz": ({k: v for k, v in ok.items() if k != "maps.s"}, "holds no maps"),
+    }
+    for name, (arrays, match) in cases.items():
+        with pytest.raises(ValueError, match=match):
+            xjax.runs.load_maps_file(hostile(name, **arrays))
+    (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 junk")
+    with pytest.raises(ValueError, match="not a readable"):
+        xjax.runs.load_maps_file(str(tmp_path / "junk.npz"))
+    with pytest.raises(FileNotFoundError, match="no file"):
+        xjax.runs.load_maps_file(str(tmp_path / "none.npz"))

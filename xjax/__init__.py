@@ -1,19 +1,42 @@
-"""xjax: explain vision models in JAX."""
+"""xjax: explain vision models in JAX.
 
-from xjax import attributions as attributions
-from xjax import bounds as bounds
-from xjax import concepts as concepts
-from xjax import data as data
-from xjax import featviz as featviz
-from xjax import gsa as gsa
-from xjax import harmonization as harmonization
-from xjax import lens as lens
-from xjax import lipschitz as lipschitz
-from xjax import metrics as metrics
-from xjax import models as models
-from xjax import plots as plots
-from xjax import runs as runs
-from xjax import train as train
-from xjax import typing as typing
+Subpackages are imported on first use (``xjax.attributions``, ``xjax.models``, ...), so that
+``import xjax`` and the ``xjax`` command start without importing JAX.
+"""
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+__all__ = ["attributions", "bounds", "concepts", "data", "featviz", "gsa", "harmonization", "lens",
+           "lipschitz", "metrics", "models", "plots", "runs", "train", "typing"]
+_SUBPACKAGES = frozenset(__all__)
+
+if TYPE_CHECKING:
+    from xjax import (
+        attributions,
+        bounds,
+        concepts,
+        data,
+        featviz,
+        gsa,
+        harmonization,
+        lens,
+        lipschitz,
+        metrics,
+        models,
+        plots,
+        runs,
+        train,
+        typing,
+    )
+
+
+def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"xjax.{name}")
+    raise AttributeError(f"module 'xjax' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_SUBPACKAGES])

@@ -1,7 +1,10 @@
 """The ``xjax`` command.
 
     xjax explain --model efficientnet_lite0 --method saliency --images samples --out out/explain
-    xjax explain --method saliency,grad_cam,rise --images my_photos/ --out out/cmp
+    xjax explain --method sobol --param nb_design=16 --param grid_size=6 --images 'photos/*.jpg'
+    xjax explain --method saliency,grad_cam,rise --target 'tabby cat' --save-maps maps.npz
+    xjax explain --model mypackage.models:my_model --images photo.png     # your own Model
+    xjax explain --method sobol --help           # lists sobol's hyperparameters and defaults
     xjax explain --model small_cnn --dataset fashion_mnist --method saliency --out runs/sal \
         --batch-size 512 --precision bfloat16      # every device and host; resumable shards
     xjax lens build --model small_cnn --dataset fashion_mnist --out out/lens
@@ -9,79 +12,270 @@
 
 Each (image, method) gets a PNG (the photo, the map overlay, the top-5 classes), written
 atomically; an interrupted run started again skips figures that exist (``--overwrite`` redoes
-them). With several methods, a method x image grid (``grid.png``) is written too. Images are
-explained a few at a time (``--images-per-step``) so the progress bar moves on long runs;
-each step is one jitted computation.
+them). With several methods, a method x image grid (``grid.png``) is written too; with
+``--save-maps`` the float32 maps, the image names and the settings go to one ``.npz``
+(:func:`xjax.runs.load_maps_file` reads it). Images are explained a few at a time
+(``--images-per-step``, one jitted computation compiled once), with progress over the images
+and, inside a step, over the model-call blocks. Unreadable images are skipped with a warning.
+
+JAX is imported only once a command runs, so ``xjax --help`` answers at once.
 """
 
 import argparse
+import glob
 import os
 import sys
 
-from xjax.attributions._registry import METHODS, STOCHASTIC
+from xjax._internal.registry import METHODS, STOCHASTIC, hyperparameters, parse_value
+
+_GLOB_CHARS = set("*?[")
 
 
-def _explain_dataset(args, model, methods) -> int:
+def _fail(argument: str, message: str):
+    raise SystemExit(f"xjax explain: {argument}: {message}")
+
+
+def _load_model(spec: str):
+    """A zoo name, or ``package.module:function`` returning an :class:`xjax.typing.Model`."""
+    import importlib
+
+    import xjax
+
+    if ":" not in spec:
+        from xjax.models import ZOO
+
+        if spec not in ZOO:
+            _fail("--model", f"unknown zoo model {spec!r}; choose from {', '.join(sorted(ZOO))} "
+                  "or give package.module:function returning an xjax.typing.Model")
+        return xjax.models.get_model(spec)
+    module, _, attr = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        _fail("--model", f"cannot load {spec!r} ({type(e).__name__}: {e})")
+    model = fn() if callable(fn) else fn
+    if not isinstance(model, xjax.typing.Model):
+        _fail("--model", f"{spec} must return an xjax.typing.Model (model_fn, params, "
+              f"features_fn, head_fn, input_shape, class_names), got {type(model).__name__}")
+    return model
+
+
+def _image_paths(patterns: list[str]) -> list[str]:
+    """Image files from directories, files and globs, in order, without repeats."""
+    from xjax.data import IMAGE_EXTENSIONS, image_files
+
+    paths = []
+    for p in patterns:
+        if os.path.isdir(p):
+            found = image_files(p)
+            if not found:
+                _fail("--images", f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {p!r}")
+        elif _GLOB_CHARS & set(p):
+            found = sorted(f for f in glob.glob(p) if os.path.isfile(f))
+            if not found:
+                _fail("--images", f"no file matches {p!r}")
+        elif os.path.isfile(p):
+            found = [p]
+        else:
+            _fail("--images", f"{p!r} does not exist (give 'samples', a directory, an image file "
+                  "or a glob such as 'photos/*.jpg')")
+        paths += [f for f in found if f not in paths]
+    return paths
+
+
+def _read_images(patterns: list[str]) -> list[tuple[str, object]]:
+    """``(name, u8[H, W, 3])`` per readable image; an unreadable one is skipped with a warning."""
+    import xjax
+
+    if patterns == ["samples"]:
+        return [(p.name, p.image) for p in xjax.data.sample_photos()]
+    named, skipped, seen = [], [], set()
+    for path in _image_paths(patterns):
+        try:
+            image = xjax.data.read_image(path)
+        except ValueError as e:
+            print(f"xjax explain: warning: skipping {e}", file=sys.stderr)
+            skipped.append(path)
+            continue
+        name = stem = os.path.splitext(os.path.basename(path))[0]
+        k = 2
+        while name in seen:                       # same file name in two folders
+            name, k = f"{stem}_{k}", k + 1
+        seen.add(name)
+        named.append((name, image))
+    if skipped:
+        print(f"xjax explain: skipped {len(skipped)} unreadable image(s) of "
+              f"{len(skipped) + len(named)}: {', '.join(skipped)}", file=sys.stderr)
+    if not named:
+        _fail("--images", "none of the images could be read")
+    return named
+
+
+def _method_params(methods: list[str], items: list[str], batch_size: int) -> dict[str, dict]:
+    """``--param name=value`` (every chosen method that has ``name``) or ``method.name=value``."""
+    known = {m: hyperparameters(m) for m in methods}
+    chosen = {m: {"batch_size": batch_size} for m in methods}
+    for item in items:
+        key, eq, text = item.partition("=")
+        if not eq or not key:
+            _fail("--param", f"expected name=value or method.name=value, got {item!r}")
+        method, dot, name = key.rpartition(".")
+        targets = [method] if dot else [m for m in methods if name in known[m]]
+        if dot and method not in methods:
+            _fail("--param", f"{method!r} in {item!r} is not one of the chosen methods "
+                  f"({', '.join(methods)})")
+        if not targets or any(name not in known[m] for m in targets):
+            listing = "; ".join(f"{m}: {', '.join(known[m])}" for m in targets or methods)
+            _fail("--param", f"no chosen method has the hyperparameter {name!r} ({listing})")
+        for m in targets:
+            chosen[m][name] = parse_value(text)
+    return chosen
+
+
+def _target(spec: str, class_names, n_classes: int):
+    """None for top-1, else the class index of ``spec`` (an index or a class name)."""
+    if spec == "top1":
+        return None
+    if spec.lstrip("-").isdigit():
+        k = int(spec)
+        if not 0 <= k < n_classes:
+            _fail("--target", f"class index {k} is outside [0, {n_classes}) for this model")
+        return k
+    names = [n.lower() for n in class_names or ()]
+    if spec.lower() in names:
+        return names.index(spec.lower())
+    import difflib
+
+    close = difflib.get_close_matches(spec.lower(), names, n=3)
+    hint = f"; did you mean {', '.join(repr(class_names[names.index(c)]) for c in close)}?" \
+        if close else ""
+    _fail("--target", f"expected top1, a class index or a class name, got {spec!r}{hint}")
+
+
+def _build(methods: list[str], model, params: dict[str, dict]) -> dict:
+    import xjax
+
+    explainers = {}
+    for m in methods:
+        try:
+            explainers[m] = xjax.attributions.from_name(m, model, **params[m])
+        except (ValueError, TypeError) as e:
+            message = str(e)
+            _fail("--param", message if message.startswith(f"{m}:") else f"{m}: {message}")
+    return explainers
+
+
+def _settings(args, methods, params, target) -> dict:
+    import datetime
+
+    import xjax
+
+    return {"model": args.model, "methods": methods, "hyperparameters": params,
+            "target": "top1" if target is None else int(target),
+            "seed": args.seed if set(methods) & set(STOCHASTIC) else None,
+            "precision": args.precision, "xjax": xjax.__version__,
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+
+
+def _explain_dataset(args, model, methods, params, target) -> int:
     import jax
     import numpy as np
 
     import xjax
 
     if len(methods) != 1:
-        raise SystemExit("xjax explain: --dataset runs one --method at a time")
-    e = xjax.attributions.from_name(methods[0], model, batch_size=args.batch_size)
+        _fail("--dataset", "runs one --method at a time")
+    (e,) = _build(methods, model, params).values()
     key = jax.random.key(args.seed) if methods[0] in STOCHASTIC else None
 
-    def explain(params, x, y):          # the predicted class, as for photos
+    def explain(p, x, y):          # the predicted class (or --target), as for photos
         del y
-        return e(params, x, model.model_fn(params, x).argmax(-1), key=key)
+        t = (model.model_fn(p, x).argmax(-1) if target is None
+             else jax.numpy.full((x.shape[0],), target, jax.numpy.int32))
+        return e(p, x, t, key=key)
 
+    h, w, c = model.input_shape
     if args.dataset == "fashion_mnist":
+        if (h, w, c) != (28, 28, 1):
+            _fail("--dataset", f"fashion_mnist images are 28x28x1 but --model {args.model} takes "
+                  f"{h}x{w}x{c}")
         source = xjax.data.fashion_mnist("test")
         decode = lambda items: (np.stack([it["image"] for it in items]).astype(np.float32) / 255,
                                 np.array([it["label"] for it in items], np.int32))
     else:
-        source, decode = xjax.lens.dataset_arrays(args.dataset, model), None
-    settings = {"model": args.model, "method": methods[0], "hyperparameters": "defaults",
+        try:
+            source, decode = xjax.lens.dataset_arrays(args.dataset, model), None
+        except (FileNotFoundError, ValueError) as err:
+            _fail("--dataset", str(err).removeprefix("lens: ").removeprefix("--dataset "))
+    defaults = all(set(p) == {"batch_size"} for p in params.values())
+    settings = {"model": args.model, "method": methods[0],
+                "hyperparameters": "defaults" if defaults else params[methods[0]],
                 "seed": args.seed if methods[0] in STOCHASTIC else None,
                 "precision": args.precision, "dataset": args.dataset,
                 "split": "test" if args.dataset == "fashion_mnist" else None}
+    if target is not None:
+        settings["target"] = int(target)
     from xjax._internal.rundir import LockedError, SettingsMismatch
 
     try:
         steps = xjax.runs.explain_dataset(explain, model.params, source, args.out,
                                           batch_size=args.batch_size, decode=decode,
                                           settings=settings, overwrite=args.overwrite)
-    except (SettingsMismatch, LockedError) as e:
-        raise SystemExit(f"xjax explain: {e}") from None
+    except (SettingsMismatch, LockedError) as err:
+        raise SystemExit(f"xjax explain: {err}") from None
     print(f"{steps} step(s) computed; maps in {os.path.abspath(args.out)} "
           f"(xjax.runs.load_maps reads them in dataset order)")
     return 0
 
 
+class _BlockBar:
+    """Progress inside a step: the model-call blocks of the traced program (see
+    :func:`xjax._internal.batching.progress`), with tqdm's rate and estimate."""
+
+    def __init__(self, tqdm):
+        self.total, self.bar = 0, tqdm(total=0, desc="  model-call blocks", unit="block",
+                                       leave=False)
+
+    def planned(self, blocks: int) -> None:
+        self.total += blocks
+        self.bar.reset(total=self.total)
+
+    def done(self) -> None:
+        self.bar.update(1)
+
+    def restart(self) -> None:
+        self.bar.reset(total=self.total)
+
+
 def _explain(args) -> int:
+    methods = args.method.split(",")
+    params = _method_params(methods, args.param, args.batch_size)
+    if args.dataset:
+        import xjax
+
+        xjax.runs.initialize()           # multi-host when a cluster environment is set
+    model = _load_model(args.model)
     import jax
     import numpy as np
     from tqdm.auto import tqdm
 
     import xjax
     from xjax import plots
+    from xjax._internal.batching import progress
 
-    methods = args.method.split(",")
-    if args.dataset:
-        xjax.runs.initialize()           # multi-host when a cluster environment is set
-    model = xjax.models.with_precision(xjax.models.get_model(args.model), args.precision)
-    if args.dataset:
-        return _explain_dataset(args, model, methods)
+    model = xjax.models.with_precision(model, args.precision)
     h, w, c = model.input_shape
-    if args.images == "samples":
-        named = [(p.name, p.image) for p in xjax.data.sample_photos()]
-    else:
-        named = xjax.data.load_images(args.images)
+    n_classes = jax.eval_shape(model.model_fn, model.params,
+                               jax.ShapeDtypeStruct((1, h, w, c), np.float32)).shape[-1]
+    target = _target(args.target, model.class_names, n_classes)
+    if args.dataset:
+        return _explain_dataset(args, model, methods, params, target)
+    named = _read_images(args.images)
+    explainers = _build(methods, model, params)
     os.makedirs(args.out, exist_ok=True)
     figure = lambda n, m: os.path.join(args.out, f"{n}_{m}.png")
-    todo = [(n, im) for n, im in named
-            if args.overwrite or not all(os.path.exists(figure(n, m)) for m in methods)]
+    exists = lambda n: all(os.path.exists(figure(n, m)) for m in methods)
+    todo = [(n, im) for n, im in named if args.overwrite or args.save_maps or not exists(n)]
     skipped = len(named) - len(todo)
     if skipped:
         print(f"skipping {skipped} image(s) already explained in {args.out}", file=sys.stderr)
@@ -90,59 +284,73 @@ def _explain(args) -> int:
 
     def prepare(im):
         x = xjax.data.resize_center_crop(im, h)
-        if c == 1 and x.shape[-1] == 3:
-            x = x.mean(axis=-1, keepdims=True)
-        return x
+        return x.mean(axis=-1, keepdims=True) if c == 1 and x.shape[-1] == 3 else x
 
-    explainers = {m: xjax.attributions.from_name(m, model, batch_size=args.batch_size)
-                  for m in methods}
     key = jax.random.key(args.seed)
 
     @jax.jit
-    def run(params, x):
-        logits = model.model_fn(params, x)
-        y = logits.argmax(axis=-1)
-        maps = {m: e(params, x, y, key=key if m in STOCHASTIC else None)
+    def run(p, x):
+        logits = model.model_fn(p, x)
+        y = logits.argmax(axis=-1) if target is None else jax.numpy.full(
+            (x.shape[0],), target, jax.numpy.int32)
+        maps = {m: e(p, x, y, key=key if m in STOCHASTIC else None)
                 for m, e in explainers.items()}
-        return jax.nn.softmax(logits), maps
+        return jax.nn.softmax(logits), y, maps
 
     label = (lambda k: model.class_names[k] if model.class_names else str(k))
-    step = args.images_per_step
+    step = min(args.images_per_step, len(todo))
     all_x, all_maps, titles = [], {m: [] for m in methods}, []
     bar = tqdm(total=len(todo), desc=f"{args.method} on {args.model}", unit="image")
-    for start in range(0, len(todo), step):
-        group = todo[start:start + step]
-        x = np.stack([prepare(im) for _, im in group])
-        probs, maps = jax.device_get(run(model.params, x))
-        for i, ((name, _), xi, p) in enumerate(zip(group, x, probs, strict=True)):
-            top = np.argsort(-p)[:5]
-            titles.append(f"{name}: {label(int(top[0]))}")
+    blocks = _BlockBar(tqdm)
+    with progress(blocks):
+        for start in range(0, len(todo), step):
+            group = todo[start:start + step]
+            x = np.stack([prepare(im) for _, im in group])
+            padded = np.concatenate([x, np.repeat(x[-1:], step - len(x), 0)])  # one compile
+            blocks.restart()
+            probs, ys, maps = jax.device_get(run(model.params, padded))
+            for i, ((name, _), xi) in enumerate(zip(group, x, strict=False)):
+                top = np.argsort(-probs[i])[:5]
+                titles.append(f"{name}: {label(int(ys[i]))}")
+                for m in methods:
+                    if args.overwrite or not os.path.exists(figure(name, m)):
+                        _write_figure(plots, figure(name, m), name, xi, maps[m][i], m,
+                                      probs[i], top, label, int(ys[i]), c)
+                    print(f"{figure(name, m)}\t{label(int(ys[i]))}\t{probs[i][ys[i]]:.3f}",
+                          flush=True)
+            all_x.append(x)
             for m in methods:
-                fig = plots._figure(9, 3.2)
-                axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.1]})
-                axes[0].imshow(np.repeat(xi, 3, -1) if c == 1 else xi)
-                axes[0].set_axis_off()
-                axes[0].set_title(name, fontsize=9)
-                plots.heatmap_overlay(axes[1], xi, maps[m][i],
-                                      title=f"{m}: {label(int(top[0]))}")
-                axes[2].barh(range(5)[::-1], p[top])
-                axes[2].set_yticks(range(5)[::-1], [label(int(k)) for k in top], fontsize=8)
-                axes[2].set_xlim(0, 1)
-                axes[2].set_title("top-5 probability", fontsize=9)
-                fig.tight_layout()
-                plots.save(fig, figure(name, m), dpi=100)
-                print(f"{figure(name, m)}\t{label(int(top[0]))}\t{p[top[0]]:.3f}", flush=True)
-        all_x.append(x)
-        for m in methods:
-            all_maps[m].append(maps[m])
-        bar.update(len(group))
+                all_maps[m].append(maps[m][:len(group)])
+            bar.update(len(group))
+    blocks.bar.close()
     bar.close()
+    stacked = {m: np.concatenate(v) for m, v in all_maps.items()}
     if len(methods) > 1:
-        fig = plots.method_grid(np.concatenate(all_x),
-                                {m: np.concatenate(v) for m, v in all_maps.items()},
-                                titles=titles)
+        fig = plots.methods(np.concatenate(all_x), stacked, titles=titles)
         plots.save(fig, os.path.join(args.out, "grid.png"), dpi=80)
+    if args.save_maps:
+        xjax.runs.save_maps_file(args.save_maps, [n for n, _ in todo], stacked,
+                                 _settings(args, methods, params, target))
+        print(f"maps of {len(todo)} image(s) in {os.path.abspath(args.save_maps)} "
+              "(xjax.runs.load_maps_file reads them)", file=sys.stderr)
     return 0
+
+
+def _write_figure(plots, path, name, xi, map_i, method, probs, top, label, y, c):
+    import numpy as np
+
+    fig = plots.figure(9, 3.2)
+    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.1]})
+    axes[0].imshow(np.repeat(xi, 3, -1) if c == 1 else xi)
+    axes[0].set_axis_off()
+    axes[0].set_title(name, fontsize=9)
+    plots.heatmap_overlay(axes[1], xi, map_i, title=f"{method}: {label(y)}")
+    axes[2].barh(range(5)[::-1], probs[top])
+    axes[2].set_yticks(range(5)[::-1], [label(int(k)) for k in top], fontsize=8)
+    axes[2].set_xlim(0, 1)
+    axes[2].set_title("top-5 probability", fontsize=9)
+    fig.tight_layout()
+    plots.save(fig, path, dpi=100)
 
 
 def _train(args, parser) -> int:
@@ -238,18 +446,54 @@ def _lens(args, parser) -> int:
     return 0
 
 
+def _wrap(names, width: int = 76) -> str:
+    lines, line = [], ""
+    for n in names:
+        if line and len(line) + len(n) + 2 > width:
+            lines.append(line + ",")
+            line = ""
+        line = f"{line}, {n}" if line else n
+    return "\n".join([*lines, line])
+
+
+def _method_epilog(argv: list[str]) -> str | None:
+    """For ``xjax explain --method M --help``: M's hyperparameters, types and defaults (this
+    imports M's module, so only when asked)."""
+    if not {"-h", "--help"} & set(argv) or "--method" not in argv[:-1]:
+        return None
+    lines = []
+    for m in argv[argv.index("--method") + 1].split(","):
+        if m in METHODS:
+            lines.append(f"{m} hyperparameters (--param NAME=VALUE):")
+            lines += [f"  {h.name}: {h.annotation} = {h.default!r}"
+                      for h in hyperparameters(m).values() if h.name != "batch_size"]
+            lines.append("  batch_size: int | None = --batch-size")
+    return "\n".join(lines) or None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="xjax", description="Explain vision models in JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
-    ex = sub.add_parser("explain", help="explain images with an attribution method, write PNGs")
+    ex = sub.add_parser("explain", help="explain images with an attribution method, write PNGs",
+                        epilog=_method_epilog(argv), formatter_class=argparse.RawTextHelpFormatter)
     ex.add_argument("--model", default="efficientnet_lite0",
-                    help="zoo model name (efficientnet_lite0, small_cnn, resnet18, resnet50, "
-                         "vit_tiny)")
+                    help="zoo model (efficientnet_lite0, small_cnn, resnet18, resnet50, vit_tiny), "
+                         "or package.module:function\nreturning an xjax.typing.Model (your own)")
     ex.add_argument("--method", default="saliency",
-                    help="one method or a comma-separated list: " + ", ".join(METHODS))
-    ex.add_argument("--images", default="samples",
-                    help="a directory of images, or 'samples' for the bundled photos")
+                    help="one method or a comma-separated list:\n" + _wrap(METHODS))
+    ex.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="a hyperparameter of the chosen methods (repeatable), e.g. nb_design=16;\n"
+                         "method.NAME=VALUE sets it for one method; `--method M --help` lists M's")
+    ex.add_argument("--target", default="top1",
+                    help="class explained: top1 (the prediction), a class index or a class name")
+    ex.add_argument("--images", nargs="+", default=["samples"],
+                    help="image files, directories or globs ('photos/*.jpg'), or 'samples' for "
+                         "the bundled photos")
     ex.add_argument("--out", default="out/explain", help="output directory for the figures")
+    ex.add_argument("--save-maps", default=None, metavar="FILE.npz",
+                    help="also write the float32 maps, image names and settings to FILE.npz\n"
+                         "(xjax.runs.load_maps_file reads it)")
     ex.add_argument("--batch-size", type=int, default=32,
                     help="most images in one model call (inputs and perturbations together)")
     ex.add_argument("--images-per-step", type=int, default=4,
@@ -262,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="model calls in float32, or in bfloat16 (jmp policy; maps stay float32)")
     ex.add_argument("--dataset", default=None,
                     help="explain a whole dataset ('fashion_mnist' or a folder per class) over "
-                         "every device and host, writing resumable shard files to --out")
+                         "every device and host,\nwriting resumable shard files to --out")
     tr = sub.add_parser("train", help="train a model (harmonize: the decoy Fashion-MNIST run)")
     tr.add_argument("task", choices=["harmonize"],
                     help="harmonize: small_cnn on decoy Fashion-MNIST with garment maps")
@@ -316,17 +560,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         return _train(args, parser)
     if args.command == "explain":
-        from xjax.models import ZOO
-
-        if args.model not in ZOO:
-            parser.error(f"--model: unknown zoo model {args.model!r}; choose from {sorted(ZOO)}")
-        if args.images != "samples" and not os.path.isdir(args.images):
-            parser.error(f"--images: {args.images!r} is neither 'samples' nor a directory")
         unknown = [m for m in args.method.split(",") if m not in METHODS]
         if unknown:
-            parser.error(f"--method: unknown {unknown}; choose from {', '.join(METHODS)}")
+            _fail("--method", f"unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")
         if args.batch_size < 1 or args.images_per_step < 1:
-            parser.error("--batch-size and --images-per-step must be >= 1")
+            _fail("--batch-size", "--batch-size and --images-per-step must be >= 1")
+        if args.dataset and args.images != ["samples"]:
+            _fail("--dataset", "give --images or --dataset, not both")
+        if args.dataset and args.save_maps:
+            _fail("--save-maps", "a --dataset run writes its maps to --out (xjax.runs.load_maps)")
         return _explain(args)
     return 2
 

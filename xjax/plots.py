@@ -20,8 +20,8 @@ import io
 import numpy as np
 from jaxtyping import Float
 
-__all__ = ["SIGNS", "attribution", "concept_grid", "heatmap_overlay", "method_grid", "methods",
-           "normalize_map", "save", "scale_map"]
+__all__ = ["SIGNS", "attribution", "concept_grid", "figure", "heatmap_overlay", "method_grid",
+           "methods", "normalize_map", "save", "scale_map"]
 
 # sign -> (how the signed map is folded, the value range after scaling, default colour map)
 SIGNS = {
@@ -47,8 +47,13 @@ def _figure_class():
     return InlineFigure
 
 
-def _figure(width: float, height: float):
-    """A pyplot-free figure (no backend chosen, nothing registered) that displays inline."""
+def figure(width: float, height: float):
+    """A matplotlib ``Figure`` of ``width x height`` inches that displays inline in a notebook.
+
+    It never touches pyplot: no backend is chosen and nothing is registered, so it is
+    garbage-collected like any object. Draw on it with ``fig.subplots()``; show it by making it
+    the last expression of a cell; write it with :func:`save`.
+    """
     return _figure_class()(figsize=(width, height))
 
 
@@ -157,7 +162,7 @@ def attribution(image: Float[np.ndarray, "H W C"] | None,
       The ``Figure`` (``ax.figure`` when ``ax`` is given).
     """
     if ax is None:
-        fig = _figure(size * (1.25 if colorbar else 1.0), size)
+        fig = figure(size * (1.25 if colorbar else 1.0), size)
         ax = fig.subplots()
     shown = heatmap_overlay(ax, image, attribution_map, sign=sign, cmap=cmap, alpha=alpha,
                             percentile=percentile, title=title)
@@ -200,7 +205,7 @@ def methods(images: Float[np.ndarray, "N H W C"],
     if titles is not None and len(titles) != n:
         raise ValueError(f"titles: expected {n} titles (one per image), got {len(titles)}")
     cols = 1 + len(maps_by_method)
-    fig = _figure(size * cols + (0.6 if colorbar else 0.0), size * n)
+    fig = figure(size * cols + (0.6 if colorbar else 0.0), size * n)
     axes = fig.subplots(n, cols, squeeze=False)
     shown = None
     for i in range(n):
@@ -241,7 +246,7 @@ def concept_grid(crops: Float[np.ndarray, "R K P P C"], *, titles: list[str] | N
     r, k = crops.shape[:2]
     if titles is not None and len(titles) != r:
         raise ValueError(f"titles: expected {r} titles (one per concept), got {len(titles)}")
-    fig = _figure(size * k, size * r + 0.3)
+    fig = figure(size * k, size * r + 0.3)
     axes = fig.subplots(r, k, squeeze=False)
     for i in range(r):
         for j in range(k):

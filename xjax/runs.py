@@ -28,12 +28,13 @@ experiments use these.
 """
 
 import glob
+import json
 import os
 import queue
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -42,8 +43,8 @@ from jax.sharding import PartitionSpec as P
 
 from xjax._internal.validate import check_positive_int
 
-__all__ = ["data_mesh", "explain_dataset", "gather_rows", "initialize", "load_maps", "per_device",
-           "replicate", "shard_rows"]
+__all__ = ["MapsFile", "data_mesh", "explain_dataset", "gather_rows", "initialize", "load_maps",
+           "load_maps_file", "per_device", "replicate", "save_maps_file", "shard_rows"]
 
 _CLUSTER_VARS = ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE",
                  "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
@@ -349,3 +350,84 @@ def load_maps(out: str, n: int | None = None) -> np.ndarray:
         raise ValueError(f"load_maps: {len(index)} rows in {out!r}, expected {expected} "
                          f"(an unfinished run: start it again to complete it)")
     return maps[np.argsort(index)]
+
+
+MAPS_FORMAT = "xjax-maps-1"
+
+
+class MapsFile(NamedTuple):
+    """Explanations of named images, as ``xjax explain --save-maps`` writes them.
+
+    Attributes:
+      names: the image names, in order.
+      maps: method name -> ``f32[N, H, W]`` maps, row ``i`` for ``names[i]``.
+      settings: how they were made (model, hyperparameters per method, target, seed, ...).
+    """
+
+    names: tuple[str, ...]
+    maps: dict[str, np.ndarray]
+    settings: dict
+
+
+def save_maps_file(path: str, names, maps: dict, settings: dict) -> str:
+    """Write a :class:`MapsFile` to ``path`` (``.npz``, no pickled objects), atomically.
+
+    The archive holds ``format`` (``"xjax-maps-1"``), ``names`` (a string array),
+    ``maps.<method>`` (``float32[N, H, W]``) per method and ``settings`` (a JSON string), so that
+    any NumPy reads it with ``np.load(path, allow_pickle=False)``.
+
+    Raises:
+      ValueError: a map array is not ``[N, H, W]`` with one row per name.
+    """
+    from xjax._internal.rundir import atomic_write
+
+    names = np.asarray(list(names), dtype=np.str_)
+    arrays = {"format": np.asarray(MAPS_FORMAT), "names": names,
+              "settings": np.asarray(json.dumps(settings, sort_keys=True, default=repr))}
+    for method, m in maps.items():
+        m = np.asarray(m, np.float32)
+        if m.ndim != 3 or len(m) != len(names):
+            raise ValueError(f"save_maps_file: maps[{method!r}] must be f32[N, H, W] with "
+                             f"N = {len(names)} names, got shape {m.shape}")
+        arrays[f"maps.{method}"] = m
+    return atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+
+
+def load_maps_file(path: str) -> MapsFile:
+    """Read and validate a file written by :func:`save_maps_file` (``xjax explain --save-maps``).
+
+    Raises:
+      FileNotFoundError: no file at ``path``.
+      ValueError: not an xjax maps file, or its arrays have the wrong kinds or shapes (named).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"load_maps_file: no file at {path!r}")
+    where = f"load_maps_file: {path!r}"
+    import zipfile
+
+    try:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{where} is not a readable .npz archive ({e})") from e
+    if "format" not in arrays or arrays["format"].shape != () or str(arrays["format"]) != MAPS_FORMAT:
+        raise ValueError(f"{where} is not an xjax maps file (no format {MAPS_FORMAT!r})")
+    names, settings = arrays.get("names"), arrays.get("settings")
+    if names is None or names.ndim != 1 or names.dtype.kind != "U":
+        raise ValueError(f"{where}: 'names' must be a 1-D string array")
+    try:
+        settings = json.loads(str(settings)) if settings is not None else None
+    except ValueError:
+        settings = None
+    if not isinstance(settings, dict):
+        raise ValueError(f"{where}: 'settings' must be a JSON object")
+    maps = {}
+    for key, m in arrays.items():
+        if key.startswith("maps."):
+            if m.dtype != np.float32 or m.ndim != 3 or len(m) != len(names):
+                raise ValueError(f"{where}: {key!r} must be float32[{len(names)}, H, W], got "
+                                 f"{m.dtype}{list(m.shape)}")
+            maps[key[len("maps."):]] = m
+    if not maps:
+        raise ValueError(f"{where} holds no maps")
+    return MapsFile(tuple(str(n) for n in names), maps, settings)

@@ -13,6 +13,8 @@ from tests.helpers import conv_features, conv_head, conv_model, conv_params, ima
 
 BATCH = 5  # smaller than N x P everywhere, and not a divisor: chunking and padding are exercised
 
+# every entry of the method registry (tests/test_registry.py fails on one missing), plus the
+# noise tunnel, which wraps an explainer rather than a model
 EXPLAINERS = [
     ("saliency", {}),
     ("gradient_input", {}),
@@ -42,14 +44,14 @@ IDS = [e[0] for e in EXPLAINERS]
 
 
 def build(name, kwargs, model_fn=conv_model):
-    if name in ("grad_cam", "grad_cam_pp"):
+    if name == "noise_tunnel":
+        return xjax.attributions.noise_tunnel(
+            xjax.attributions.saliency(model_fn, batch_size=BATCH), nb_samples=2)
+    if xjax.attributions.REGISTRY[name].split:
         feats = conv_features if model_fn is conv_model else (
             lambda p, x: model_fn(p, x, features=True))
         head = conv_head if model_fn is conv_model else (lambda p, a: model_fn(p, a, head=True))
         return getattr(xjax.attributions, name)(feats, head, batch_size=BATCH, **kwargs)
-    if name == "noise_tunnel":
-        return xjax.attributions.noise_tunnel(
-            xjax.attributions.saliency(model_fn, batch_size=BATCH), nb_samples=2)
     return getattr(xjax.attributions, name)(model_fn, batch_size=BATCH, **kwargs)
 
 
@@ -78,6 +80,9 @@ def test_contract(name, kwargs, data):
 
     e = build(name, kwargs, conv_model)
     eager = call(e, name, params, x, y)
+    # NumPy float64 images are float32 images (x64 off), without JAX's truncation warnings
+    # (warnings are errors in this suite)
+    np.testing.assert_array_equal(call(e, name, params, np.asarray(x, np.float64), y), eager)
     # 1. shape, dtype, finite; abstract evaluation agrees
     assert eager.shape == (4, 8, 8) and eager.dtype == jnp.float32
     assert bool(jnp.isfinite(eager).all())
@@ -194,6 +199,11 @@ def test_bad_input(name, kwargs, data):
     for v in (jnp.nan, jnp.inf):
         with pytest.raises(ValueError, match="NaN or infinite pixels in 1 of its 4 images"):
             call(e, name, params, x.at[2, 1, 1, 0].set(v), y)
+    # images in another convention: 0-255, or already normalized by a mean and std
+    with pytest.raises(ValueError, match=r"x holds values in \[0\.\d+, 25\d\.\d+\].*need x / 255"):
+        call(e, name, params, x * 255, y)
+    with pytest.raises(ValueError, match=r"x holds values in \[-1\.9\d*, 1\.9\d*\].*mean/std normalization"):
+        call(e, name, params, (x - 0.5) / 0.25, y)
 
 
 @pytest.mark.parametrize("name,kwargs", EXPLAINERS, ids=IDS)

@@ -6,13 +6,66 @@ each). The items are cut into blocks of ``n_c`` inputs x ``s_c`` samples with
 indices (so no ``[N, P, H, W, C]`` tensor is ever materialized), calls the model once, reduces
 over its samples and adds the result to the block's rows of per-input accumulators. Memory is
 bounded by ``batch_size`` images plus the accumulators, whatever N and P.
+
+Progress: a computation traced inside ``with progress(sink):`` reports its blocks to ``sink``
+(see :func:`progress`); outside it, nothing is added to the program.
 """
 
-from collections.abc import Callable
-from typing import Any
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
+
+
+class ProgressSink(Protocol):
+    """Receives block progress: ``planned(blocks)`` when a loop is traced, ``done()`` on the host
+    each time one of its blocks has been computed."""
+
+    def planned(self, blocks: int) -> None: ...
+
+    def done(self) -> None: ...
+
+
+_SINK: contextvars.ContextVar[ProgressSink | None] = contextvars.ContextVar("xjax_progress",
+                                                                           default=None)
+
+
+@contextlib.contextmanager
+def progress(sink: ProgressSink) -> Iterator[None]:
+    """Report the model-call blocks of every block loop traced inside this context to ``sink``.
+
+    The report is part of the traced program (a ``jax.debug.callback`` after each block, fed by
+    the block's result so it runs once the block is computed), so a function jitted and first
+    called here keeps reporting on later calls, and one traced elsewhere never reports. The
+    command line uses it for progress inside an image.
+    """
+    token = _SINK.set(sink)
+    try:
+        yield
+    finally:
+        _SINK.reset(token)
+
+
+def _reporting(body: Callable[..., Any], blocks: int) -> Callable[..., Any]:
+    """``body`` followed by a host report to the active sink, or ``body`` itself when none."""
+    sink = _SINK.get()
+    if sink is None:
+        return body
+    sink.planned(blocks)
+
+    def report(_):
+        sink.done()
+
+    def wrapped(*args):
+        out = body(*args)
+        first = jax.tree.leaves(out)[0]
+        jax.debug.callback(report, jnp.ravel(first)[:1], ordered=False)
+        return out
+
+    return wrapped
 
 
 def chunked(fn: Callable[..., Any], batch_size: int | None) -> Callable[..., Any]:
@@ -27,7 +80,7 @@ def chunked(fn: Callable[..., Any], batch_size: int | None) -> Callable[..., Any
     def run(*xs):
         n = jax.tree.leaves(xs)[0].shape[0]
         if n <= batch_size:
-            return fn(*xs)
+            return _reporting(fn, 1)(*xs)
         chunks = -(-n // batch_size)
         pad = chunks * batch_size - n
 
@@ -36,7 +89,7 @@ def chunked(fn: Callable[..., Any], batch_size: int | None) -> Callable[..., Any
                 a = jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)], axis=0)
             return a.reshape((chunks, batch_size) + a.shape[1:])
 
-        out = jax.lax.map(lambda c: fn(*c), jax.tree.map(split, xs))
+        out = jax.lax.map(_reporting(lambda c: fn(*c), chunks), jax.tree.map(split, xs))
         return jax.tree.map(lambda a: a.reshape((chunks * batch_size,) + a.shape[2:])[:n], out)
 
     return run
@@ -69,6 +122,7 @@ def scan_blocks(step: Callable, carry: Any, n_total: int, s_total: int,
     s = sb[:, None] * s_c + jnp.arange(s_c, dtype=jnp.int32)[None, :]
     valid = s < s_total
     s = jnp.minimum(s, s_total - 1)
+    step = _reporting(step, n_blocks * s_blocks)
     if n_blocks * s_blocks == 1:
         return step(carry, nb[0], s[0], valid[0])
     carry, _ = jax.lax.scan(lambda c, xs: (step(c, *xs), None), carry, (nb, s, valid))

@@ -6,6 +6,11 @@ together), validates its inputs before tracing, and composes with ``jit``, ``vma
 parameters, ``grad`` and sharding. Stochastic methods require ``key``.
 """
 
+from xjax._internal.registry import METHODS as METHODS
+from xjax._internal.registry import REGISTRY as REGISTRY
+from xjax._internal.registry import STOCHASTIC as STOCHASTIC
+from xjax._internal.registry import from_name as from_name
+from xjax._internal.registry import hyperparameters as hyperparameters
 from xjax.attributions._eva import eva as eva
 from xjax.attributions._grad_cam import grad_cam as grad_cam
 from xjax.attributions._grad_cam import grad_cam_pp as grad_cam_pp
@@ -20,9 +25,6 @@ from xjax.attributions._lime import lime as lime
 from xjax.attributions._lime import slic_segments as slic_segments
 from xjax.attributions._noise_tunnel import noise_tunnel as noise_tunnel
 from xjax.attributions._occlusion import occlusion as occlusion
-from xjax.attributions._registry import METHODS as METHODS
-from xjax.attributions._registry import STOCHASTIC as STOCHASTIC
-from xjax.attributions._registry import from_name as from_name
 from xjax.attributions._rise import rise as rise
 from xjax.attributions._saliency import gradient_input as gradient_input
 from xjax.attributions._saliency import saliency as saliency
@@ -40,6 +42,7 @@ from xjax.attributions._sobol import sobol as sobol
 
 __all__ = [
     "METHODS",
+    "REGISTRY",
     "STOCHASTIC",
     "deconvnet",
     "from_name",
@@ -51,6 +54,7 @@ __all__ = [
     "eva",
     "hsic",
     "guided_backprop",
+    "hyperparameters",
     "integrated_gradients",
     "kernel_shap",
     "lime",

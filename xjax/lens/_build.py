@@ -65,7 +65,7 @@ def _examples_figure(path, images, method_maps, concept_maps, concept_ids, metho
     from xjax.plots import heatmap_overlay
 
     n, k = len(images), 2 + concept_maps.shape[1]
-    fig = plots._figure(1.9 * k, 1.9 * n)
+    fig = plots.figure(1.9 * k, 1.9 * n)
     axes = fig.subplots(n, k, squeeze=False)
     for i in range(n):
         img = np.asarray(images[i])

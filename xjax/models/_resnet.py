@@ -116,7 +116,10 @@ def _resnet(block, layers, num_classes, key, state_dict, input_shape) -> Model:
         from xjax.models._weights import load_state_dict
 
         load_state_dict(module, state_dict)
-    return model_from_nnx(module, input_shape=input_shape)
+    from xjax.models._efficientnet import imagenet_class_names
+
+    names = imagenet_class_names() if num_classes == 1000 else None   # torchvision's order
+    return model_from_nnx(module, input_shape=input_shape, class_names=names)
 
 
 def resnet18(*, num_classes: int = 1000, key: jax.Array | None = None,
