@@ -24,6 +24,17 @@ explainers = {"saliency": A.saliency(model.model_fn),
               "gradient_input": A.gradient_input(model.model_fn),
               "occlusion": A.occlusion(model.model_fn, patch_size=4, patch_stride=4)}
 maps = {k: e(model.params, x, y) for k, e in explainers.items()}
+xjax.plots.methods(np.asarray(x[:3]), {k: np.asarray(v[:3]) for k, v in maps.items()},
+                   titles=[model.class_names[int(k)] for k in y[:3]])
+
+# %% [markdown]
+# ## Fidelity and complexity
+#
+# Each metric is a factory returning `metric(params, x, y, maps) -> f32[N]`, one score per
+# image, jit-able like the explainers. Deletion and Insertion integrate the score while pixels
+# are removed (or revealed) in map order; MuFidelity correlates the map's sum over random
+# subsets with the score drop when those subsets are removed; complexity is the entropy of the
+# normalized map (lower: more concentrated).
 
 # %%
 metrics = {
@@ -42,9 +53,10 @@ for name, row in table.items():
     print(f"{name:16s}", "  ".join(f"{k} {v:7.3f}" for k, v in row.items()))
 
 # %% [markdown]
-# Stability: the mean l2 distance between the map of x and the maps of x + U[0, 0.1).
+# ## Stability
+#
+# Average stability: the mean l2 distance between the map of x and the maps of x + U[0, 0.1).
 
 # %%
 stab = M.average_stability(explainers["saliency"], nb_samples=4 if SMALL else 20)
 print("saliency stability:", float(stab(model.params, x, y, key=jax.random.key(0)).mean()))
-assert all(np.isfinite(v) for row in table.values() for v in row.values())

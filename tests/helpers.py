@@ -41,3 +41,16 @@ def linear_params(seed=0, shape=(H, W, C, K)):
 
 def images(n=4, seed=1, shape=(H, W, C)):
     return jnp.asarray(np.random.default_rng(seed).random((n,) + shape), jnp.float32)
+
+
+def load_script(relpath):
+    """A script of the repository (benchmarks/, tools/) imported as a module by its path."""
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), relpath)
+    name = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -1,20 +1,16 @@
-"""The README's bounds section is generated: it lists every supported primitive with its CROWN
-treatment from the code's tables, and its numbers from the committed benchmark results."""
+"""The bounds section of docs/bounds.md is generated: it lists every supported primitive with its
+CROWN treatment from the code's tables, and its numbers from the committed benchmark results."""
 
-import importlib.util
 import os
 
 import xjax
+from tests.helpers import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _report():
-    spec = importlib.util.spec_from_file_location(
-        "bounds_report", os.path.join(ROOT, "benchmarks", "bounds_report.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/bounds_report.py")
 
 
 def test_readme_bounds_block_is_up_to_date():
