@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench docs notebooks clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,8 +36,23 @@ test: $(STAMP)
 	@$(PY) -m pytest -n 2 --dist loadscope; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
+# The documentation site (docs/ + the API reference from the docstrings) into site/; any
+# warning fails the build (mkdocs --strict).
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+	@echo "Documentation: open $(CURDIR)/site/index.html"
+
+# Every tutorial executed into out/notebooks/ (.ipynb with outputs, and HTML).
+NB_STAMP := $(VENV)/.notebook-stamp
+$(NB_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[notebook]'
+	@touch $(NB_STAMP)
+
+notebooks: $(NB_STAMP) $(FMNIST)
+	$(PY) tools/build_notebooks.py --out out/notebooks
+
 bench: $(STAMP)
 	$(PY) benchmarks/models.py
 
 clean:
-	rm -rf $(VENV) out runs .pytest_cache
+	rm -rf $(VENV) out runs site .pytest_cache

@@ -14,7 +14,7 @@ over the runner-up bounded by each method: compile time (ahead of time), the tim
 (best of 3), the compiled temporary memory, the bound and its width relative to IBP's; then
 certified EVA (CROWN-IBP, 7 x 7 grid, compiled once, bound passes batched) and its empirical
 variant through ``features_fn`` / ``head_fn``. The results files are read by
-``benchmarks/bounds_report.py``, which writes the README's bounds section.
+``benchmarks/bounds_report.py``, which writes the bounds section of docs/bounds.md.
 """
 
 import argparse

@@ -11,7 +11,7 @@ throughput at batch 64, and prints one table with seconds per explained image an
 ratio (method time / (model calls x the model's time per image at batch 64); below 1 where the
 method's batch of 256 uses the GPU better than the batch-64 reference). bf16 runs the model in bfloat16
 (``xjax.models.with_precision``: parameters and activations cast inside each call, float32
-outputs); the explanation arithmetic stays float32. The H100 numbers in the README were taken
+outputs); the explanation arithmetic stays float32. The H100 numbers in docs/benchmarks.md were taken
 with an earlier version that stored the parameters in bfloat16 instead of casting per call.
 Exits with an error if no GPU is visible (unless ``--allow-cpu``); stops starting new cells
 once ``--budget`` seconds have passed. Measured on an H100 (benchmarks/results/gpu_h100.json):

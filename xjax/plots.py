@@ -91,7 +91,7 @@ def scale_map(m: Float[np.ndarray, "H W"], *, sign: str = "absolute",
         raise ValueError(f"attribution map: expected a 2-D map [H, W], got shape {m.shape}")
     if not np.isfinite(m).all():
         raise ValueError("attribution map: holds NaN or infinite values (an input the explainer "
-                         "flagged as invalid: see the README's Reliability section)")
+                         "flagged as invalid: see docs/reliability.md)")
     fold, (lo, hi), _ = SIGNS[sign]
     m = fold(m)
     top = np.percentile(np.abs(m), percentile)

@@ -193,8 +193,9 @@ def hsic(model_fn: ModelFn, *, grid_size: int = 8, nb_design: int = 500, sampler
     ``O(chunk n^2)``.
 
     Args:
-      model_fn, score_fn, grid_size, perturbation, sigma, mask_interpolation, nb_channels,
-        design_key, batch_size, channel_reduction: as :func:`sobol`.
+      model_fn: as :func:`sobol`, and so are ``score_fn``, ``grid_size``, ``perturbation``,
+        ``sigma``, ``mask_interpolation``, ``nb_channels``, ``design_key``, ``batch_size`` and
+        ``channel_reduction``.
       nb_design: n, the number of masks (500, Xplique; the paper advises 1500 at grid 7).
       sampler: ``"sobol"`` (default), ``"halton"``, ``"latin_hypercube"`` (the paper's),
         ``"uniform"``; points are rounded to {0, 1}.

@@ -135,7 +135,7 @@ def craft(features_fn: FeaturesFn, head_fn: HeadFn, *, nb_concepts: int = 25,
 
     Raises:
       ValueError: bad hyperparameters here; at ``fit``: too few crops, more concepts than the
-      activation width, negative activations with NMF (naming ``layer``).
+        activation width, negative activations with NMF (naming ``layer``).
     """
     nb_concepts = check_positive_int(nb_concepts, "nb_concepts", where="craft")
     if crop_mode not in _CROP_MODES:
