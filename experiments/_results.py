@@ -200,7 +200,9 @@ def start_devices() -> None:
     import jax
 
     import xjax
+    from xjax._internal import compile_cache
 
+    compile_cache.enable()               # reruns and resumed runs do not compile again
     xjax.runs.initialize()
     if jax.device_count() > 1:
         print(f"data parallel over {jax.device_count()} devices on {jax.process_count()} host(s)",

@@ -4,6 +4,7 @@ import os
 
 os.environ.setdefault("XLA_FLAGS", "")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ["XJAX_COMPILE_CACHE"] = "off"   # entry points called in-process leave JAX's config be
 
 import jax  # noqa: E402
 

@@ -230,3 +230,23 @@ def test_explain_dataset_folder_sharded_bf16(tmp_path):
                     "seed": None, "precision": "bfloat16", "dataset": str(data), "split": None}
     with pytest.raises(SystemExit, match="precision: stored 'bfloat16', requested 'float32'"):
         cli.main(args[:-2])
+
+
+def test_a_second_run_compiles_nothing(tmp_path):
+    """The command line turns JAX's persistent compilation cache on (issue 25): the second run of
+    the same command finds every program in it and adds no entry."""
+    images = _photos(tmp_path / "im", ["a.png"])
+    cache = tmp_path / "cache"
+    # small_cnn's programs compile in well under the 0.2 s worth caching by default
+    env = {**os.environ, "XJAX_COMPILE_CACHE": str(cache), "XJAX_COMPILE_CACHE_MIN_SECONDS": "0"}
+    cmd = [sys.executable, "-m", "xjax.cli", "explain", "--model", "small_cnn", "--images",
+           str(images), "--out", str(tmp_path / "out"), "--overwrite"]
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    first = sorted(os.listdir(cache))
+    assert first
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    assert sorted(os.listdir(cache)) == first
+    off = {**env, "XJAX_COMPILE_CACHE": str(tmp_path / "other")}
+    subprocess.run([*cmd[:3], "--no-compile-cache", *cmd[3:]], env=off, check=True,
+                   capture_output=True)
+    assert not (tmp_path / "other").exists()

@@ -22,11 +22,12 @@ JAX is imported only once a command runs, so ``xjax --help`` answers at once.
 """
 
 import argparse
+import contextlib
 import glob
 import os
 import sys
 
-from xjax._internal.registry import METHODS, STOCHASTIC, hyperparameters, parse_value
+from xjax._internal.registry import METHODS, REGISTRY, STOCHASTIC, hyperparameters, parse_value
 
 _GLOB_CHARS = set("*?[")
 
@@ -246,6 +247,9 @@ class _BlockBar:
     def restart(self) -> None:
         self.bar.reset(total=self.total)
 
+    def close(self) -> None:
+        self.bar.close()
+
 
 def _explain(args) -> int:
     methods = args.method.split(",")
@@ -288,7 +292,6 @@ def _explain(args) -> int:
 
     key = jax.random.key(args.seed)
 
-    @jax.jit
     def run(p, x):
         logits = model.model_fn(p, x)
         y = logits.argmax(axis=-1) if target is None else jax.numpy.full(
@@ -299,10 +302,15 @@ def _explain(args) -> int:
 
     label = (lambda k: model.class_names[k] if model.class_names else str(k))
     step = min(args.images_per_step, len(todo))
+    # Progress inside a step only for methods of many model calls per image: a program with
+    # host callbacks cannot go to the persistent compilation cache, and a method of one call
+    # per image has nothing to report inside it.
+    inner = not all(REGISTRY[m].single_call for m in methods)
+    blocks = _BlockBar(tqdm)
+    run = jax.jit(run)
     all_x, all_maps, titles = [], {m: [] for m in methods}, []
     bar = tqdm(total=len(todo), desc=f"{args.method} on {args.model}", unit="image")
-    blocks = _BlockBar(tqdm)
-    with progress(blocks):
+    with progress(blocks) if inner else contextlib.nullcontext():
         for start in range(0, len(todo), step):
             group = todo[start:start + step]
             x = np.stack([prepare(im) for _, im in group])
@@ -322,7 +330,7 @@ def _explain(args) -> int:
             for m in methods:
                 all_maps[m].append(maps[m][:len(group)])
             bar.update(len(group))
-    blocks.bar.close()
+    blocks.close()
     bar.close()
     stacked = {m: np.concatenate(v) for m, v in all_maps.items()}
     if len(methods) > 1:
@@ -474,6 +482,9 @@ def _method_epilog(argv: list[str]) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="xjax", description="Explain vision models in JAX.")
+    parser.add_argument("--no-compile-cache", action="store_true",
+                        help="do not use JAX's persistent compilation cache "
+                             "(default: ~/.cache/xjax/jax-compilation, or $XJAX_COMPILE_CACHE)")
     sub = parser.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("explain", help="explain images with an attribution method, write PNGs",
                         epilog=_method_epilog(argv), formatter_class=argparse.RawTextHelpFormatter)
@@ -555,6 +566,10 @@ def main(argv: list[str] | None = None) -> int:
     ls.add_argument("dir", nargs="?", default="out/lens")
     ls.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
+    if not args.no_compile_cache and not (args.command == "lens" and args.action == "serve"):
+        from xjax._internal import compile_cache
+
+        compile_cache.enable()           # a second run of the same command compiles nothing
     if args.command == "lens":
         return _lens(args, parser)
     if args.command == "train":

@@ -27,12 +27,14 @@ class Method(NamedTuple):
       split: the factory takes ``(features_fn, head_fn)`` (the CAMs), not ``model_fn``.
       stochastic: its explainer requires ``key``.
       summary: one line for listings.
+      single_call: one model call (forward and backward) per image, whatever its settings.
     """
 
     target: str
     split: bool = False
     stochastic: bool = False
     summary: str = ""
+    single_call: bool = False
 
 
 class Hyperparameter(NamedTuple):
@@ -45,8 +47,10 @@ class Hyperparameter(NamedTuple):
 
 _A = "xjax.attributions."
 REGISTRY: dict[str, Method] = {
-    "saliency": Method(_A + "_saliency:saliency", summary="|gradient| (Simonyan et al. 2014)"),
-    "gradient_input": Method(_A + "_saliency:gradient_input", summary="gradient x input"),
+    "saliency": Method(_A + "_saliency:saliency", single_call=True,
+                       summary="|gradient| (Simonyan et al. 2014)"),
+    "gradient_input": Method(_A + "_saliency:gradient_input", single_call=True,
+                             summary="gradient x input"),
     "integrated_gradients": Method(_A + "_integrated_gradients:integrated_gradients",
                                    summary="path integral of the gradient (Sundararajan 2017)"),
     "smoothgrad": Method(_A + "_smoothgrad:smoothgrad", stochastic=True,
@@ -55,12 +59,14 @@ REGISTRY: dict[str, Method] = {
                       summary="variance of the gradient under noise"),
     "squaregrad": Method(_A + "_smoothgrad:squaregrad", stochastic=True,
                          summary="mean squared gradient under noise"),
-    "guided_backprop": Method(_A + "_guided:guided_backprop",
+    "guided_backprop": Method(_A + "_guided:guided_backprop", single_call=True,
                               summary="ReLU gradients gated forward and backward"),
-    "deconvnet": Method(_A + "_guided:deconvnet", summary="ReLU gradients gated backward"),
-    "grad_cam": Method(_A + "_grad_cam:grad_cam", split=True,
+    "deconvnet": Method(_A + "_guided:deconvnet", single_call=True,
+                        summary="ReLU gradients gated backward"),
+    "grad_cam": Method(_A + "_grad_cam:grad_cam", split=True, single_call=True,
                        summary="class activation map (Selvaraju et al. 2017)"),
-    "grad_cam_pp": Method(_A + "_grad_cam:grad_cam_pp", split=True, summary="Grad-CAM++"),
+    "grad_cam_pp": Method(_A + "_grad_cam:grad_cam_pp", split=True, single_call=True,
+                          summary="Grad-CAM++"),
     "occlusion": Method(_A + "_occlusion:occlusion", summary="sliding-patch score drop"),
     "rise": Method(_A + "_rise:rise", stochastic=True,
                    summary="random masks (Petsiuk et al. 2018)"),
