@@ -246,7 +246,15 @@ def test_a_second_run_compiles_nothing(tmp_path):
     assert first
     subprocess.run(cmd, env=env, check=True, capture_output=True)
     assert sorted(os.listdir(cache)) == first
-    off = {**env, "XJAX_COMPILE_CACHE": str(tmp_path / "other")}
-    subprocess.run([*cmd[:3], "--no-compile-cache", *cmd[3:]], env=off, check=True,
-                   capture_output=True)
-    assert not (tmp_path / "other").exists()
+
+
+
+def test_no_compile_cache_flag(tmp_path, monkeypatch):
+    import jax
+
+    images = _photos(tmp_path / "im", ["a.png"])
+    monkeypatch.setenv("XJAX_COMPILE_CACHE", str(tmp_path / "cache"))
+    before = jax.config.jax_compilation_cache_dir
+    assert cli.main(["--no-compile-cache", "explain", "--model", "small_cnn", "--images",
+                     str(images), "--out", str(tmp_path / "out")]) == 0
+    assert not (tmp_path / "cache").exists() and jax.config.jax_compilation_cache_dir == before
