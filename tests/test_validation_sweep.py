@@ -123,6 +123,8 @@ def test_unit_range_tolerance_and_tracers():
                      unit_range=True)
     with pytest.raises(ValueError, match=r"\[-0.2, 0.5\].*mean/std"):
         check_images(np.concatenate([x, x * 0 - 0.2]), unit_range=True)
+    # an empty batch has no range to refuse (check_inputs refuses it by name with nonempty)
+    check_images(np.zeros((0, 4, 4, 3), np.float32), unit_range=True)
     # under jit the values cannot be read: checked on concrete arrays only
     jax.jit(lambda a: check_images(a, unit_range=True) or a)(x * 255)
     # a host array closed over inside someone's jit is concrete, and checked

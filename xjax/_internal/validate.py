@@ -55,8 +55,11 @@ def check_images(x, name: str = "x", *, channels: int | None = None, where: str 
             with jax.ensure_compile_time_eval():          # a constant inside someone's jit
                 a = xp.asarray(x)
                 ok = xp.isfinite(a)
-                bad = int(xp.sum((~ok).reshape(shape[0], -1).any(1)))
-                lo, hi = (float(xp.min(xp.where(ok, a, 0))), float(xp.max(xp.where(ok, a, 0))))
+                bad, lo, hi = 0, 0.0, 0.0                 # an empty batch: nothing to read
+                if a.size:
+                    bad = int(xp.sum((~ok).reshape(shape[0], -1).any(1)))
+                    finite_part = xp.where(ok, a, 0)
+                    lo, hi = float(xp.min(finite_part)), float(xp.max(finite_part))
         except jax.errors.ConcretizationTypeError:
             bad, lo, hi = 0, 0.0, 0.0                     # traced: rows come out NaN instead
         if finite and bad:
