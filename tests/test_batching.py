@@ -1,12 +1,17 @@
-"""The block engine's progress reports (``xjax._internal.batching.progress``)."""
+"""The block engine: progress reports, the item layout, canonical convolutions in loop bodies."""
+
+import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
+from jax import lax
 
 import xjax
 from tests.helpers import conv_model, conv_params, images
-from xjax._internal.batching import progress
+from xjax._internal.batching import add_rows, item_layout, progress, scan_items
+from xjax._internal.canonical import canonical_convs
 
 
 class Counter:
@@ -51,3 +56,140 @@ def test_progress_counts_chunked_calls():
         jax.jit(lambda a: e({"w": jnp.ones(())}, a, jnp.zeros(5, jnp.int32)))(x)
         jax.effects_barrier()
     assert sink.planned_blocks == 3 and sink.done_blocks == 3   # ceil(5 / 2) chunks
+
+
+# --- item layout: blocks that span inputs ---------------------------------------------------
+
+def _brute_layout(n, s, b):
+    items = n * s
+    cap = items if b is None else min(b, items)
+    blocks = -(-items // cap)
+    block = -(-items // blocks)
+    rows_per_block = [sorted({i // s for i in range(j * block, min((j + 1) * block, items))})
+                      for j in range(blocks)]
+    return block, blocks, max(len(r) for r in rows_per_block), rows_per_block
+
+
+@pytest.mark.parametrize("n,s,b", [(1, 50, 32), (8, 50, 64), (3, 5, 7), (5, 1, 2), (4, 3, 100),
+                                   (7, 13, 13), (2, 9, None), (6, 4, 1)])
+def test_item_layout_matches_a_brute_force_enumeration(n, s, b):
+    block, blocks, span, rows = item_layout(n, s, b)
+    want_block, want_blocks, want_span, per_block = _brute_layout(n, s, b)
+    assert (block, blocks, span) == (want_block, want_blocks, want_span)
+    assert b is None or block <= b
+    assert 0 <= blocks * block - n * s < blocks                 # fewer padding items than blocks
+    # every block's inputs are consecutive, start at (j * block) // s and fit the accumulator
+    for j, r in enumerate(per_block):
+        assert r == list(range(r[0], r[-1] + 1)) and r[0] == (j * block) // s
+        assert r[0] + span <= rows
+    assert rows - span == per_block[-1][0]
+
+
+def test_scan_items_visits_every_item_once():
+    n, s, b = 5, 7, 6
+    _, _, span, rows = item_layout(n, s, b)
+
+    def step(acc, first, idx, smp, valid):
+        hits = jax.ops.segment_sum(jnp.where(valid[:, None], jax.nn.one_hot(smp, s), 0.0),
+                                   idx - first, num_segments=span)
+        return add_rows(acc, first, hits)
+
+    acc = jax.jit(lambda a: scan_items(step, a, n, s, b))(jnp.zeros((rows, s)))
+    np.testing.assert_array_equal(acc[:n], np.ones((n, s)))
+    np.testing.assert_array_equal(acc[n:], 0.0)
+
+
+def test_gradient_blocks_spanning_inputs_keep_each_input_to_itself():
+    # f(x) = sum(sqrt(x)) has an infinite gradient at 0; the input holding a 0 shares blocks
+    # with its neighbours (S = 5 steps, blocks of 4 items) and must not spread inf or NaN.
+    def model(p, x):
+        return jnp.sqrt(x).sum(axis=(1, 2, 3))[:, None] * p
+
+    x = jnp.asarray(np.random.default_rng(0).uniform(0.5, 1.0, (3, 2, 2, 1)), jnp.float32)
+    x = x.at[1, 0, 0, 0].set(0.0)
+    y = jnp.zeros(3, jnp.int32)
+    e = xjax.attributions.integrated_gradients(model, steps=5, baseline=0.25, batch_size=4,
+                                               rule="riemann_right", channel_reduction=None)
+    maps = np.asarray(e(jnp.ones(()), x, y))
+    # riemann_right: (x - x0) * mean_k 0.5 / sqrt(x0 + k/5 (x - x0)), k = 1..5, in float64
+    x64 = np.asarray(x, np.float64)
+    a = np.arange(1, 6)[:, None, None, None, None] / 5
+    with np.errstate(divide="ignore"):
+        want = (x64 - 0.25) * (0.5 / np.sqrt(0.25 + a * (x64 - 0.25))).mean(0)
+    finite = np.isfinite(want)
+    assert not finite[1, 0, 0, 0] and finite.sum() == want.size - 1
+    np.testing.assert_allclose(maps[finite], want[finite], rtol=1e-5)
+    assert np.isinf(maps[1, 0, 0, 0]) or np.isnan(maps[1, 0, 0, 0])
+    unblocked = xjax.attributions.integrated_gradients(model, steps=5, baseline=0.25,
+                                                       batch_size=None, rule="riemann_right",
+                                                       channel_reduction=None)
+    np.testing.assert_allclose(maps[finite], np.asarray(unblocked(jnp.ones(()), x, y))[finite],
+                               rtol=1e-6)
+
+
+# --- convolutions in canonical order inside block loops -------------------------------------
+
+def _nchw_model(p, x):
+    """A conv net written in NCHW / OIHW order (torch layout) with a strided and a grouped conv."""
+    a = jnp.transpose(x, (0, 3, 1, 2))
+    a = lax.conv_general_dilated(a, p["k1"], (2, 2), "SAME", dimension_numbers=("NCHW", "OIHW",
+                                                                                 "NCHW"))
+    a = jax.nn.relu(a)
+    a = lax.conv_general_dilated(a, p["k2"], (1, 1), ((1, 1), (0, 2)), rhs_dilation=(1, 2),
+                                 feature_group_count=2,
+                                 dimension_numbers=("NCHW", "OIHW", "NCHW"))
+    return jnp.tanh(a).mean(axis=(2, 3))
+
+
+def _nchw_params():
+    rng = np.random.default_rng(4)
+    return {"k1": jnp.asarray(rng.normal(size=(4, 3, 3, 3)), jnp.float32),
+            "k2": jnp.asarray(rng.normal(size=(4, 2, 3, 3)), jnp.float32)}
+
+
+def _conv_labels(hlo_text):
+    return re.findall(r"convolution\([^\n]*dim_labels=([a-z0-9_>-]+)", hlo_text)
+
+
+def test_canonical_convs_is_the_same_function_and_gradient():
+    p, x = _nchw_params(), images(3)
+
+    def g(z):
+        return jax.grad(lambda a: _nchw_model(p, a)[:, 1].sum())(z)
+
+    np.testing.assert_array_equal(jax.jit(canonical_convs(g))(x), jax.jit(g)(x))
+    np.testing.assert_array_equal(canonical_convs(lambda a: _nchw_model(p, a))(x),
+                                  _nchw_model(p, x))
+    # second order through the rewrite (users differentiate through explainers) and vmap
+    second = jax.grad(lambda q: canonical_convs(g)(x * q).sum())(jnp.float32(1.3))
+    np.testing.assert_allclose(second, jax.grad(lambda q: g(x * q).sum())(jnp.float32(1.3)),
+                               rtol=1e-5)
+    np.testing.assert_array_equal(jax.vmap(canonical_convs(g))(x[:, None]),
+                                  jax.vmap(g)(x[:, None]))
+
+
+def test_canonical_convs_keeps_custom_derivative_rules():
+    @jax.custom_jvp
+    def f(a):
+        return jnp.sin(a)
+
+    f.defjvp(lambda primals, tangents: (f(primals[0]), 7.0 * tangents[0]))
+    x = jnp.linspace(0.0, 1.0, 4)
+    np.testing.assert_array_equal(jax.grad(lambda a: canonical_convs(f)(a).sum())(x), 7.0)
+
+
+def test_block_loops_hand_xla_only_canonical_convolutions():
+    # Inside a loop body XLA:CPU does not canonicalize convolutions (only the entry computation);
+    # the backward pass of a conv puts the kernel in (spatial, O, I) order. After the rewrite
+    # every convolution of the compiled explainer is NHWC x HWIO -> NHWC.
+    p, x, y = _nchw_params(), images(4), jnp.array([0, 1, 2, 3], jnp.int32)
+    e = xjax.attributions.smoothgrad(_nchw_model, nb_samples=6, batch_size=5)
+    labels = _conv_labels(jax.jit(lambda a: e(p, a, y, key=jax.random.key(0))).lower(x)
+                          .compile().as_text())
+    assert labels and set(labels) == {"b01f_01io->b01f"}, labels
+
+    def plain_scan(a):                        # the same loop without the rewrite
+        g = jax.grad(lambda z: _nchw_model(p, z)[:, 0].sum())
+        return jax.lax.map(g, a.reshape(2, 2, *a.shape[1:]))
+    assert set(_conv_labels(jax.jit(plain_scan).lower(x).compile().as_text())) - {
+        "b01f_01io->b01f"}

@@ -1,11 +1,20 @@
 """Chunked evaluation: bound the number of images in any single model call.
 
 Explainers evaluate the model on ``N x P`` items (N inputs, P perturbed copies or samples
-each). The items are cut into blocks of ``n_c`` inputs x ``s_c`` samples with
-``n_c s_c <= batch_size`` and run by one ``lax.scan``: each block builds its own images from
-indices (so no ``[N, P, H, W, C]`` tensor is ever materialized), calls the model once, reduces
-over its samples and adds the result to the block's rows of per-input accumulators. Memory is
-bounded by ``batch_size`` images plus the accumulators, whatever N and P.
+each), in blocks run by one ``lax.scan``: each block builds its own images from indices (so no
+``[N, P, H, W, C]`` tensor is ever materialized), calls the model once, reduces over its items
+and adds the result to the block's rows of per-input accumulators. Memory is bounded by
+``batch_size`` images plus the accumulators, whatever N and P. Two layouts:
+
+* :func:`scan_blocks`: rectangles of ``n_c`` inputs x ``s_c`` perturbations with
+  ``n_c s_c <= batch_size``, for perturbation methods (a perturbation, a mask say, is built once
+  per block and shared by the block's inputs);
+* :func:`scan_items`: runs of consecutive items of the flattened ``N x P`` list, spanning inputs,
+  so that every call runs at nearly the full ``batch_size`` (gradient methods, whose samples are
+  cheap to build per item).
+
+Every block body goes through :func:`~xjax._internal.canonical.canonical_convs`, without which
+XLA:CPU runs the backward pass of a conv net inside a loop about 2-3x slower than outside one.
 
 Progress: a computation traced inside ``with progress(sink):`` reports its blocks to ``sink``
 (see :func:`progress`); outside it, nothing is added to the program.
@@ -18,6 +27,9 @@ from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from xjax._internal.canonical import canonical_convs
 
 
 class ProgressSink(Protocol):
@@ -89,7 +101,8 @@ def chunked(fn: Callable[..., Any], batch_size: int | None) -> Callable[..., Any
                 a = jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)], axis=0)
             return a.reshape((chunks, batch_size) + a.shape[1:])
 
-        out = jax.lax.map(_reporting(lambda c: fn(*c), chunks), jax.tree.map(split, xs))
+        body = _reporting(canonical_convs(lambda c: fn(*c)), chunks)
+        out = jax.lax.map(body, jax.tree.map(split, xs))
         return jax.tree.map(lambda a: a.reshape((chunks * batch_size,) + a.shape[2:])[:n], out)
 
     return run
@@ -122,10 +135,57 @@ def scan_blocks(step: Callable, carry: Any, n_total: int, s_total: int,
     s = sb[:, None] * s_c + jnp.arange(s_c, dtype=jnp.int32)[None, :]
     valid = s < s_total
     s = jnp.minimum(s, s_total - 1)
-    step = _reporting(step, n_blocks * s_blocks)
     if n_blocks * s_blocks == 1:
-        return step(carry, nb[0], s[0], valid[0])
+        return _reporting(step, 1)(carry, nb[0], s[0], valid[0])
+    step = _reporting(canonical_convs(step), n_blocks * s_blocks)
     carry, _ = jax.lax.scan(lambda c, xs: (step(c, *xs), None), carry, (nb, s, valid))
+    return carry
+
+
+def item_layout(n_total: int, s_total: int, batch_size: int | None) -> tuple[int, int, int, int]:
+    """Blocks of consecutive items of the ``N x S`` item list (input-major), for
+    :func:`scan_items`: ``(block, blocks, span, rows)``.
+
+    ``blocks = ceil(N S / batch_size)`` blocks of ``block = ceil(N S / blocks) <= batch_size``
+    items each (fewer than ``blocks`` padding items in all), so every model call runs at nearly the
+    full batch whatever S is. A block touches at most ``span`` consecutive inputs, and per-input
+    accumulators need ``rows`` rows (the last block's first input plus ``span``).
+    """
+    items = n_total * s_total
+    cap = items if batch_size is None else min(batch_size, items)
+    blocks = -(-items // cap)
+    block = -(-items // blocks)
+    starts = np.arange(blocks, dtype=np.int64) * block
+    first = starts // s_total
+    last = (np.minimum(starts + block, items) - 1) // s_total
+    span = int((last - first).max()) + 1
+    return block, blocks, span, int(first[-1]) + span
+
+
+def scan_items(step: Callable, carry: Any, n_total: int, s_total: int,
+               batch_size: int | None) -> Any:
+    """Fold ``step(carry, first, n, s, valid) -> carry`` over the blocks of :func:`item_layout`,
+    as one ``lax.scan``: item ``i`` of a block is input ``n[i]`` with sample ``s[i]``
+    (``i32[block]`` each; ``valid: bool[block]`` marks real items, padding repeats the last one)
+    and ``first`` is the block's first input, so ``n - first`` lies in ``[0, span)``.
+
+    Accumulators indexed by input need ``rows`` rows and are updated at ``first`` with
+    :func:`add_rows` on ``span`` rows (for example a ``segment_sum`` over ``n - first``).
+    """
+    block, blocks, _, _ = item_layout(n_total, s_total, batch_size)
+    items = n_total * s_total
+
+    def body(carry, j):
+        i = j * block + jnp.arange(block, dtype=jnp.int32)
+        valid = i < items
+        i = jnp.minimum(i, items - 1)
+        return step(carry, (j * block) // s_total, i // s_total, i % s_total, valid)
+
+    if blocks == 1:
+        return _reporting(body, 1)(carry, jnp.int32(0))
+    body = _reporting(canonical_convs(body), blocks)
+    carry, _ = jax.lax.scan(lambda c, j: (body(c, j), None), carry,
+                            jnp.arange(blocks, dtype=jnp.int32))
     return carry
 
 

@@ -9,7 +9,17 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from xjax._internal.batching import add_rows, block_layout, pad_rows, padded_rows, scan_blocks, slice_rows
+from xjax._internal.batching import (
+    add_rows,
+    block_layout,
+    item_layout,
+    pad_rows,
+    padded_rows,
+    scan_blocks,
+    scan_items,
+    slice_rows,
+    take,
+)
 from xjax._internal.validate import check_images, check_positive_int, default_floats
 
 REDUCTIONS = ("max", "mean", "sum", None)
@@ -140,30 +150,34 @@ def gradient_moments(model_fn, score_fn, params, x: Float[Array, "N H W C"], y,
 
     For item ``(n, s)``: ``z = make_input(x[n], sample(s))``,
     ``g = d score(model(z), y[n]) / dz``; returns ``m1[n] = sum_s w_s g`` and, if ``second``,
-    ``m2[n] = sum_s w_s g^2``. ``sample(s)`` (noise, say) is computed once per sample of a block
-    and shared by its inputs. One scan over blocks of at most ``batch_size`` items.
+    ``m2[n] = sum_s w_s g^2``. The ``N x S`` items run in blocks of nearly ``batch_size`` that
+    span inputs (:func:`~xjax._internal.batching.scan_items`); each block's weighted gradients
+    are summed per input by a ``segment_sum`` (so a non-finite gradient stays in its own row).
     """
     n, nb = x.shape[0], weights.shape[0]
-    n_c, s_c = block_layout(n, nb, batch_size)
-    rows = padded_rows(n, nb, batch_size)
-    xp, yp = pad_rows(x, rows), pad_rows(y, rows)
+    _, _, span, rows = item_layout(n, nb, batch_size)
     zeros = jnp.zeros((rows,) + x.shape[1:], x.dtype)
     acc = (zeros, zeros) if second else (zeros,)
-    per_input = jax.vmap(jax.vmap(make_input, in_axes=(None, 0)), in_axes=(0, None))
 
-    def step(carry, n0, s, valid):
-        z = per_input(slice_rows(xp, n0, n_c), jax.vmap(sample)(s))
-        z = z.reshape((n_c * s_c,) + x.shape[1:])
-        yb = _repeat_rows(slice_rows(yp, n0, n_c), s_c)
+    def step(carry, first, idx, s, valid):
+        z = jax.vmap(make_input)(jnp.take(x, idx, axis=0), jax.vmap(sample)(s))
+        yb = take(y, idx)
         g = jax.grad(lambda zs: score_fn(model_fn(params, zs), yb).astype(jnp.float32).sum())(z)
-        g = g.reshape((n_c, s_c) + x.shape[1:])
         w = jnp.where(valid, jnp.take(weights, s), 0.0).astype(x.dtype)
-        out = (add_rows(carry[0], n0, jnp.einsum("ns...,s->n...", g, w)),)
+        w = w.reshape((-1,) + (1,) * (g.ndim - 1))
+        mask = valid.reshape(w.shape)
+
+        def add(acc_, v):
+            per_input = jax.ops.segment_sum(jnp.where(mask, w * v, 0.0), idx - first,
+                                            num_segments=span, indices_are_sorted=True)
+            return add_rows(acc_, first, per_input)
+
+        out = (add(carry[0], g),)
         if second:
-            out += (add_rows(carry[1], n0, jnp.einsum("ns...,s->n...", g * g, w)),)
+            out += (add(carry[1], g * g),)
         return out
 
-    out = scan_blocks(step, acc, n, nb, batch_size)
+    out = scan_items(step, acc, n, nb, batch_size)
     return tuple(a[:n] for a in out)
 
 
