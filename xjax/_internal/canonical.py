@@ -9,11 +9,11 @@ itself a convolution whose kernel is the reversed kernel with its two feature di
 (``spatial..., O, I``), so inside a ``lax.scan`` or ``lax.map`` body the backward pass of every
 conv net falls to XLA:CPU's naive loop emitter.
 
-Measured on the 2-core CPU of this project (2026-12-03, jax 0.10.2): the input gradient of 50 rows
-cut into two blocks of a ``lax.scan`` took 0.092 s on the 32x32 small CNN against 0.046 s for one
-call on all 50 rows, and 4.46 s against 1.98 s on ResNet-18 at 224x224 (16 rows); with this
-rewrite the scan took 0.027 s and 1.66 s, bit-identical results. The numbers are in
-``benchmarks/results/loop_convs_cpu.json`` (``benchmarks/loop_convs.py``).
+Measured on the 2-core CPU of this project (``benchmarks/loop_convs.py``, results in
+``benchmarks/results/loop_convs_cpu.json``): the input gradient of rows cut into two blocks of a
+``lax.scan`` took 2.3-2.4x the time of one call on all the rows on the 32x32 small CNN and on
+ResNet-18 at 224x224; with this rewrite the scan takes 0.96-0.99x of the one call. The results
+agree to float rounding (the fast and the naive kernels sum in different orders).
 
 :func:`canonical_convs` does that rewrite on the jaxpr of a block body before XLA sees it: each
 non-canonical ``conv_general_dilated`` becomes transposes around a canonical one (the same
@@ -83,7 +83,8 @@ def canonical_convs(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     The returned function traces ``fn`` to a jaxpr on each call and evaluates the rewritten jaxpr
     in the caller's trace, so it composes with ``jit``, ``vmap``, ``grad`` and loops; the outputs
-    equal ``fn``'s (transposes move data without arithmetic).
+    equal ``fn``'s up to the rounding of a different convolution kernel (transposes move
+    data without arithmetic).
     """
     def run(*args):
         closed, shape = jax.make_jaxpr(fn, return_shape=True)(*args)
