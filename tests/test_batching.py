@@ -60,24 +60,22 @@ def test_progress_counts_chunked_calls():
 
 # --- item layout: blocks that span inputs ---------------------------------------------------
 
-def _brute_layout(n, s, b):
+def _brute_layout(n, s, block, blocks):
+    """The inputs each block of ``block`` consecutive items touches, by enumeration."""
     items = n * s
-    cap = items if b is None else min(b, items)
-    blocks = -(-items // cap)
-    block = -(-items // blocks)
-    rows_per_block = [sorted({i // s for i in range(j * block, min((j + 1) * block, items))})
-                      for j in range(blocks)]
-    return block, blocks, max(len(r) for r in rows_per_block), rows_per_block
+    return [sorted({i // s for i in range(j * block, min((j + 1) * block, items))})
+            for j in range(blocks)]
 
 
 @pytest.mark.parametrize("n,s,b", [(1, 50, 32), (8, 50, 64), (3, 5, 7), (5, 1, 2), (4, 3, 100),
                                    (7, 13, 13), (2, 9, None), (6, 4, 1)])
 def test_item_layout_matches_a_brute_force_enumeration(n, s, b):
     block, blocks, span, rows = item_layout(n, s, b)
-    want_block, want_blocks, want_span, per_block = _brute_layout(n, s, b)
-    assert (block, blocks, span) == (want_block, want_blocks, want_span)
-    assert b is None or block <= b
-    assert 0 <= blocks * block - n * s < blocks                 # fewer padding items than blocks
+    per_block = _brute_layout(n, s, block, blocks)
+    cap = n * s if b is None else min(b, n * s)
+    assert blocks * cap >= n * s > (blocks - 1) * cap           # as few calls as batch_size allows
+    assert block <= cap and 0 <= blocks * block - n * s < blocks  # fewer padding items than blocks
+    assert span == max(len(r) for r in per_block)
     # every block's inputs are consecutive, start at (j * block) // s and fit the accumulator
     for j, r in enumerate(per_block):
         assert r == list(range(r[0], r[-1] + 1)) and r[0] == (j * block) // s

@@ -1,6 +1,7 @@
 """`make docs` (mkdocs --strict, the API reference from the docstrings) builds without a warning,
 and the README stays a short user page whose examples run."""
 
+import json
 import os
 import re
 import subprocess
@@ -53,3 +54,29 @@ def test_readme_is_short_and_its_examples_run(tmp_path, monkeypatch):
     exec(compile(blocks[1].replace("x[:8], labels[:8]", "x[:2], labels[:2]"),   # noqa: S102
                  "README example 2", "exec"), scope)
     assert scope["maps"].shape == (2, 28, 28) and scope["scores"].shape == (2,)
+
+
+def test_block_loop_numbers_in_the_benchmarks_page_come_from_results_files():
+    # The paragraph "Backward passes inside block loops" quotes three results files.
+    with open(os.path.join(ROOT, "docs", "benchmarks.md")) as f:
+        text = f.read()
+    text = " ".join(text[text.index("**Backward passes inside block loops"):
+                         text.index("Raw rows:")].split())
+    results = os.path.join(ROOT, "benchmarks", "results")
+
+    def load(name):
+        with open(os.path.join(results, name)) as f:
+            return json.load(f)
+
+    quoted = []
+    loops = load("loop_convs_cpu.json")["models"]
+    quoted += [f"{m['scan_over_one_call']:.2f}x" for m in loops.values()]
+    quoted += [f"{m['canonical_over_one_call']:.2f}x" for m in loops.values()]
+    for rows in load("grad_scan_before_after_cpu.json")["rows"].values():
+        for row in rows.values():
+            for seconds, ratio in (row["before"], row["after"]):
+                quoted += [f"{seconds:.4f}", f"{ratio:.2f}"]
+    for row in load("attributions_resnet18_grad_cpu.json")["rows"]:
+        quoted += [f"{row['seconds_per_image']:.2f}", f"(ratio {row['overhead_ratio']:.2f})"]
+    missing = [q for q in quoted if q not in text]
+    assert not missing, f"docs/benchmarks.md quotes numbers its results files do not give: {missing}"

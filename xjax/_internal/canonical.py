@@ -11,8 +11,8 @@ conv net falls to XLA:CPU's naive loop emitter.
 
 Measured on the 2-core CPU of this project (``benchmarks/loop_convs.py``, results in
 ``benchmarks/results/loop_convs_cpu.json``): the input gradient of rows cut into two blocks of a
-``lax.scan`` took 2.3-2.4x the time of one call on all the rows on the 32x32 small CNN and on
-ResNet-18 at 224x224; with this rewrite the scan takes 0.96-0.99x of the one call. The results
+``lax.scan`` took 2.43x the time of one call on all the rows on the 32x32 small CNN and on
+ResNet-18 at 224x224; with this rewrite the scan takes 0.98x of the one call. The results
 agree to float rounding (the fast and the naive kernels sum in different orders).
 
 :func:`canonical_convs` does that rewrite on the jaxpr of a block body before XLA sees it: each

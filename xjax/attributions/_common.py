@@ -160,12 +160,11 @@ def gradient_moments(model_fn, score_fn, params, x: Float[Array, "N H W C"], y,
     acc = (zeros, zeros) if second else (zeros,)
 
     def step(carry, first, idx, s, valid):
-        z = jax.vmap(make_input)(jnp.take(x, idx, axis=0), jax.vmap(sample)(s))
+        z = jax.vmap(make_input)(take(x, idx), jax.vmap(sample)(s))
         yb = take(y, idx)
         g = jax.grad(lambda zs: score_fn(model_fn(params, zs), yb).astype(jnp.float32).sum())(z)
-        w = jnp.where(valid, jnp.take(weights, s), 0.0).astype(x.dtype)
-        w = w.reshape((-1,) + (1,) * (g.ndim - 1))
-        mask = valid.reshape(w.shape)
+        w = jnp.take(weights, s).astype(x.dtype).reshape((-1,) + (1,) * (g.ndim - 1))
+        mask = valid.reshape(w.shape)                  # padding items add nothing, not even NaN
 
         def add(acc_, v):
             per_input = jax.ops.segment_sum(jnp.where(mask, w * v, 0.0), idx - first,
