@@ -5,6 +5,10 @@ import os
 os.environ.setdefault("XLA_FLAGS", "")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["XJAX_COMPILE_CACHE"] = "off"   # entry points called in-process leave JAX's config be
+# the command line's --batch-size default ("auto": measured, cached under ~/.cache) is fixed to
+# 32 so that tests are deterministic; tests/test_tune.py runs the measured path on a temp cache
+os.environ["XJAX_BATCH_SIZE"] = "32"
+os.environ["XJAX_TUNE_CACHE"] = "off"
 
 import jax  # noqa: E402
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 __all__ = ["attributions", "bounds", "concepts", "data", "featviz", "gsa", "harmonization", "lens",
-           "lipschitz", "metrics", "models", "plots", "runs", "train", "typing"]
+           "lipschitz", "metrics", "models", "plots", "runs", "train", "tune", "typing"]
 _SUBPACKAGES = frozenset(__all__)
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         plots,
         runs,
         train,
+        tune,
         typing,
     )
 

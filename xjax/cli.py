@@ -112,7 +112,53 @@ def _read_images(patterns: list[str]) -> list[tuple[str, object]]:
     return named
 
 
-def _method_params(methods: list[str], items: list[str], batch_size: int) -> dict[str, dict]:
+def _batch_size(text: str) -> int | str:
+    """``--batch-size``: a positive int, or ``auto`` (chosen by :func:`xjax.tune.batch_size`)."""
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
+    return int(text)
+
+
+def _tuned(model, mode: str, where: str) -> int:
+    """The measured batch size of ``model``'s ``mode`` program (cached; see xjax.tune)."""
+    import numpy as np
+
+    import xjax
+
+    h, w, c = model.input_shape
+    choice = xjax.tune.choose(model.model_fn, model.params, np.full((1, h, w, c), 0.5, np.float32),
+                              mode=mode)
+    rates = ", ".join(f"{b}: {r:.0f}" if r else f"{b}: out of memory"
+                      for b, r in choice.images_per_second.items())
+    print(f"{where}: --batch-size auto: {choice.batch_size} ({mode} images/s at {rates}; "
+          + ("cached" if choice.cached else "measured") + (f" in {choice.cache}" if choice.cache
+                                                           else "") + ")", file=sys.stderr)
+    return choice.batch_size
+
+
+def _resolve_batch_sizes(args, model, methods: list[str], params: dict[str, dict]) -> None:
+    """Fill in each method's ``batch_size`` when ``--batch-size auto``: one model call per
+    image (photos): the images of a step; EVA: its factory default; else measured for the
+    method's kind of model call (forward or forward+backward), once per kind."""
+    tuned: dict[str, int] = {}
+    for m in methods:
+        if params[m]["batch_size"] is not None:      # --batch-size N or --param batch_size=N
+            continue
+        calls = REGISTRY[m].model_calls
+        if REGISTRY[m].single_call and not args.dataset:
+            params[m]["batch_size"] = args.images_per_step
+        elif calls is None:
+            params[m]["batch_size"] = hyperparameters(m)["batch_size"].default
+        else:
+            if calls not in tuned:
+                tuned[calls] = _tuned(model, calls, "xjax explain")
+            params[m]["batch_size"] = tuned[calls]
+
+
+def _method_params(methods: list[str], items: list[str],
+                   batch_size: int | None) -> dict[str, dict]:
     """``--param name=value`` (every chosen method that has ``name``) or ``method.name=value``."""
     known = {m: hyperparameters(m) for m in methods}
     chosen = {m: {"batch_size": batch_size} for m in methods}
@@ -220,7 +266,8 @@ def _explain_dataset(args, model, methods, params, target) -> int:
 
     try:
         steps = xjax.runs.explain_dataset(explain, model.params, source, args.out,
-                                          batch_size=args.batch_size, decode=decode,
+                                          batch_size=params[methods[0]]["batch_size"],
+                                          decode=decode,
                                           settings=settings, overwrite=args.overwrite)
     except (SettingsMismatch, LockedError) as err:
         raise SystemExit(f"xjax explain: {err}") from None
@@ -253,7 +300,8 @@ class _BlockBar:
 
 def _explain(args) -> int:
     methods = args.method.split(",")
-    params = _method_params(methods, args.param, args.batch_size)
+    params = _method_params(methods, args.param,
+                            None if args.batch_size == "auto" else args.batch_size)
     if args.dataset:
         import xjax
 
@@ -272,6 +320,7 @@ def _explain(args) -> int:
     n_classes = jax.eval_shape(model.model_fn, model.params,
                                jax.ShapeDtypeStruct((1, h, w, c), np.float32)).shape[-1]
     target = _target(args.target, model.class_names, n_classes)
+    _resolve_batch_sizes(args, model, methods, params)
     if args.dataset:
         return _explain_dataset(args, model, methods, params, target)
     named = _read_images(args.images)
@@ -439,15 +488,24 @@ def _lens(args, parser) -> int:
                 parser.error(f"--classes: {tok!r} is neither a class index nor a class name")
     from xjax._internal.rundir import LockedError, SettingsMismatch
 
+    batch_size = args.batch_size
+    if batch_size == "auto":
+        if args.method not in METHODS:
+            parser.error(f"--method: unknown {args.method!r}; choose from {', '.join(METHODS)}")
+        batch_size = _tuned(model, REGISTRY[args.method].model_calls or "gradient",
+                            "xjax lens build")
     try:
         xjax.lens.build_lens(
             model, x, y, args.out, classes=classes, nb_concepts=args.concepts,
             patch_size=args.patch_size, images_per_class=args.images_per_class,
             method=args.method, viz_steps=args.viz_steps, examples=args.examples,
             seed=args.seed, title=f"xjax Lens: {args.model} on {os.path.basename(args.dataset)}",
-            model_name=args.model, dataset_name=args.dataset, overwrite=args.overwrite)
+            model_name=args.model, dataset_name=args.dataset, overwrite=args.overwrite,
+            batch_size=batch_size)
     except (SettingsMismatch, LockedError) as e:
         parser.error(str(e))
+    except ValueError as e:                  # bad settings, or no class could be built
+        raise SystemExit(f"xjax lens build: {str(e).removeprefix('build_lens: ')}") from None
     print(f"Lens written to {os.path.abspath(args.out)}: open "
           f"{os.path.abspath(os.path.join(args.out, 'index.html'))} or run "
           f"`xjax lens serve {args.out}`")
@@ -505,8 +563,11 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--save-maps", default=None, metavar="FILE.npz",
                     help="also write the float32 maps, image names and settings to FILE.npz\n"
                          "(xjax.runs.load_maps_file reads it)")
-    ex.add_argument("--batch-size", type=int, default=32,
-                    help="most images in one model call (inputs and perturbations together)")
+    ex.add_argument("--batch-size", type=_batch_size,
+                    default=os.environ.get("XJAX_BATCH_SIZE", "auto"),
+                    help="most images in one model call (inputs and perturbations together);\n"
+                         "auto (default; $XJAX_BATCH_SIZE overrides): the fastest size measured\n"
+                         "for the model (xjax.tune.batch_size, cached per model and backend)")
     ex.add_argument("--images-per-step", type=int, default=4,
                     help="images explained per jitted step (progress granularity)")
     ex.add_argument("--seed", type=int, default=0, help="key of the stochastic methods")
@@ -559,6 +620,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="MACO steps per concept visualization (0: none)")
     lb.add_argument("--examples", type=int, default=4, help="images per class with maps")
     lb.add_argument("--seed", type=int, default=0)
+    lb.add_argument("--batch-size", type=_batch_size,
+                    default=os.environ.get("XJAX_BATCH_SIZE", "auto"),
+                    help="most images in one model call; auto (default): measured for the model")
     lb.add_argument("--out", default="out/lens")
     lb.add_argument("--overwrite", action="store_true",
                     help="rebuild an atlas in --out that was built with other settings")
@@ -578,8 +642,8 @@ def main(argv: list[str] | None = None) -> int:
         unknown = [m for m in args.method.split(",") if m not in METHODS]
         if unknown:
             _fail("--method", f"unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-        if args.batch_size < 1 or args.images_per_step < 1:
-            _fail("--batch-size", "--batch-size and --images-per-step must be >= 1")
+        if args.images_per_step < 1:
+            _fail("--images-per-step", "--images-per-step must be >= 1")
         if args.dataset and args.images != ["samples"]:
             _fail("--dataset", "give --images or --dataset, not both")
         if args.dataset and args.save_maps:

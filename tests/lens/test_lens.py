@@ -199,3 +199,33 @@ def test_cli_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["lens", "build", "--model", "nope", "--out", str(tmp_path)])
     assert "unknown zoo model" in capsys.readouterr().err
+
+
+def test_no_class_built_is_an_error_naming_the_cause(tmp_path, fmnist_cnn, capsys):
+    """Before: ``--images-per-class 3`` said "only 3 images are predicted as it (need 4)" when
+    more were, then wrote an empty atlas and exited 0."""
+    from PIL import Image
+
+    from xjax.cli import main
+
+    rng = np.random.default_rng(0)
+    os.makedirs(tmp_path / "data" / "Trouser")
+    for i in range(2):
+        Image.fromarray((rng.random((28, 28)) * 255).astype(np.uint8)).save(
+            tmp_path / "data" / "Trouser" / f"{i}.png")
+    x, y = xjax.lens.dataset_arrays(str(tmp_path / "data"), fmnist_cnn)
+    with pytest.raises(ValueError, match="images_per_class must be at least 4"):
+        xjax.lens.build_lens(fmnist_cnn, x, y, str(tmp_path / "a"), images_per_class=3,
+                             nb_concepts=3)
+    with pytest.raises(ValueError, match="no class was built: every requested class"):
+        xjax.lens.build_lens(fmnist_cnn, x, y, str(tmp_path / "a"), classes=[1, 2],
+                             images_per_class=4, nb_concepts=3, viz_steps=0, progress=False)
+    err = capsys.readouterr().err
+    assert "'Trouser': " in err and "fewer than the 4 a class needs" in err
+    with pytest.raises(SystemExit, match="xjax lens build: no class was built") as info:
+        main(["lens", "build", "--dataset", str(tmp_path / "data"), "--viz-steps", "0",
+              "--out", str(tmp_path / "b"), "--images-per-class", "4", "--concepts", "3"])
+    assert info.value.code != 0
+    with pytest.raises(SystemExit, match="images_per_class must be at least 6"):
+        main(["lens", "build", "--dataset", str(tmp_path / "data"), "--out", str(tmp_path / "c"),
+              "--images-per-class", "5"])

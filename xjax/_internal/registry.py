@@ -28,6 +28,9 @@ class Method(NamedTuple):
       stochastic: its explainer requires ``key``.
       summary: one line for listings.
       single_call: one model call (forward and backward) per image, whatever its settings.
+      model_calls: what its model calls cost, the program :func:`xjax.tune.batch_size` times
+        to choose its batch size: ``"forward"``, ``"gradient"`` (forward and backward to the
+        input), or ``None`` (not a model call: EVA's bound passes keep the factory default).
     """
 
     target: str
@@ -35,6 +38,7 @@ class Method(NamedTuple):
     stochastic: bool = False
     summary: str = ""
     single_call: bool = False
+    model_calls: str | None = "gradient"
 
 
 class Hyperparameter(NamedTuple):
@@ -67,16 +71,20 @@ REGISTRY: dict[str, Method] = {
                        summary="class activation map (Selvaraju et al. 2017)"),
     "grad_cam_pp": Method(_A + "_grad_cam:grad_cam_pp", split=True, single_call=True,
                           summary="Grad-CAM++"),
-    "occlusion": Method(_A + "_occlusion:occlusion", summary="sliding-patch score drop"),
-    "rise": Method(_A + "_rise:rise", stochastic=True,
+    "occlusion": Method(_A + "_occlusion:occlusion", model_calls="forward",
+                        summary="sliding-patch score drop"),
+    "rise": Method(_A + "_rise:rise", model_calls="forward", stochastic=True,
                    summary="random masks (Petsiuk et al. 2018)"),
-    "lime": Method(_A + "_lime:lime", stochastic=True,
+    "lime": Method(_A + "_lime:lime", model_calls="forward", stochastic=True,
                    summary="local linear surrogate (Ribeiro et al. 2016)"),
-    "kernel_shap": Method(_A + "_lime:kernel_shap", stochastic=True,
+    "kernel_shap": Method(_A + "_lime:kernel_shap", model_calls="forward", stochastic=True,
                           summary="Shapley kernel regression (Lundberg and Lee 2017)"),
-    "sobol": Method(_A + "_sobol:sobol", summary="total Sobol indices (Fel et al. 2021)"),
-    "hsic": Method(_A + "_sobol:hsic", summary="HSIC dependence (Novello et al. 2022)"),
-    "eva": Method(_A + "_eva:eva", summary="verified perturbation analysis (Fel et al. 2023)"),
+    "sobol": Method(_A + "_sobol:sobol", model_calls="forward",
+                    summary="total Sobol indices (Fel et al. 2021)"),
+    "hsic": Method(_A + "_sobol:hsic", model_calls="forward",
+                   summary="HSIC dependence (Novello et al. 2022)"),
+    "eva": Method(_A + "_eva:eva", model_calls=None,
+                  summary="verified perturbation analysis (Fel et al. 2023)"),
     "greedy_as": Method(_A + "_greedy_as:greedy_as", stochastic=True,
                         summary="robustness-optimal ranking (Hsieh et al. 2021); costly"),
 }

@@ -14,6 +14,7 @@ again skips finished classes, so an interrupted build loses at most the class in
 import json
 import os
 import re
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -54,7 +55,7 @@ def _strip(crops, height=96):
     return np.concatenate(sum([[t, gap] for t in tiles], [])[:-1], axis=1)
 
 
-def _predict(model, x, batch=256):
+def _predict(model, x, batch):
     fn = jax.jit(model.model_fn)
     return np.concatenate([np.asarray(fn(model.params, jnp.asarray(x[i:i + batch])))
                            for i in range(0, len(x), batch)])
@@ -81,7 +82,7 @@ def _examples_figure(path, images, method_maps, concept_maps, concept_ids, metho
 
 
 def _build_class(model, x_c, logits, correct, c, name, folder, *, nb_concepts, patch_size, method,
-                 viz_steps, viz_crops, n_examples, key):
+                 viz_steps, viz_crops, n_examples, key, batch_size):
     from xjax import featviz as fv
     from xjax.attributions import from_name
     from xjax.concepts import craft, strategic_clusters
@@ -129,7 +130,7 @@ def _build_class(model, x_c, logits, correct, c, name, folder, *, nb_concepts, p
         xe = x_c[:n_ex]
         y = jnp.full((n_ex,), c, jnp.int32)
         key_m = jax.random.key(0)
-        maps = from_name(method, model)(p, xe, y, key=key_m)
+        maps = from_name(method, model, batch_size=batch_size)(p, xe, y, key=key_m)
         top3 = np.argsort(-phi[:n_ex], axis=1)[:, :min(3, nb_concepts)]
         cmaps = np.stack([np.asarray(cr.attribute(p, bank, xe, jnp.asarray(top3[:, j])))
                           for j in range(top3.shape[1])], 1)
@@ -147,7 +148,8 @@ def build_lens(model: Model, images: Float[np.ndarray, "N H W C"], labels: Int[n
                method: str = "saliency", viz_steps: int = 128, viz_crops: int = 8,
                examples: int = 4, seed: int = 0, title: str = "xjax Lens",
                model_name: str = "model", dataset_name: str = "dataset",
-               overwrite: bool = False, progress: bool = True) -> list[dict]:
+               overwrite: bool = False, progress: bool = True,
+               batch_size: int = 256) -> list[dict]:
     """Build (or resume) a Lens atlas in ``out``.
 
     ``out`` carries a manifest (``lens-manifest.json``: the weights' and images' fingerprints
@@ -169,6 +171,8 @@ def build_lens(model: Model, images: Float[np.ndarray, "N H W C"], labels: Int[n
       viz_steps, viz_crops: MACO steps and crops per concept visualization (0: none).
       examples: images per class with attribution maps.
       overwrite: rebuild an atlas that was built with other settings.
+      batch_size: most images in one model call of the predictions and the attribution maps
+        (``xjax lens build --batch-size auto`` measures it with :func:`xjax.tune.batch_size`).
 
     Returns:
       The class records (``class.json`` contents), in class order.
@@ -186,7 +190,12 @@ def build_lens(model: Model, images: Float[np.ndarray, "N H W C"], labels: Int[n
     if images.ndim != 4 or images.shape[1:] != tuple(model.input_shape):
         raise ValueError(f"build_lens: images must be f32[N, {', '.join(map(str, model.input_shape))}]"
                          f" (the model's input), got shape {images.shape}")
-    all_logits = _predict(model, images)
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"build_lens: batch_size must be a positive int, got {batch_size!r}")
+    if images_per_class < _min_images(nb_concepts):
+        raise ValueError(f"build_lens: images_per_class must be at least {_min_images(nb_concepts)}"
+                         f" (4, and at least nb_concepts={nb_concepts}), got {images_per_class}")
+    all_logits = _predict(model, images, batch_size)
     pred = all_logits.argmax(1)
     if classes is None:
         classes = sorted({int(v) for v in pred})
@@ -209,7 +218,8 @@ def build_lens(model: Model, images: Float[np.ndarray, "N H W C"], labels: Int[n
                                  all_logits, nb_concepts=nb_concepts,
                                  images_per_class=images_per_class, patch_size=patch_size,
                                  method=method, viz_steps=viz_steps, viz_crops=viz_crops,
-                                 examples=examples, seed=seed, progress=progress)
+                                 examples=examples, seed=seed, progress=progress,
+                                 batch_size=batch_size)
         slugs = [r["slug"] for r in records]
         for i, rec in enumerate(records):
             write_class_page(out, rec, (slugs[i - 1] if i else None,
@@ -222,7 +232,7 @@ def build_lens(model: Model, images: Float[np.ndarray, "N H W C"], labels: Int[n
 
 def _build_classes(model, images, labels, out, rundir, classes, names, pred, all_logits, *,
                    nb_concepts, images_per_class, patch_size, method, viz_steps, viz_crops,
-                   examples, seed, progress):
+                   examples, seed, progress, batch_size):
     """Build each class not finished yet, recording its ``class.json`` and files in the
     manifest; the records in class order."""
     from tqdm.auto import tqdm
@@ -236,7 +246,7 @@ def _build_classes(model, images, labels, out, rundir, classes, names, pred, all
         assets = rundir.files[marker].get("assets", {})
         return all(check_file(os.path.join(out, f), rec) is None for f, rec in assets.items())
 
-    records = []
+    records, skipped = [], []
     bar = tqdm(classes, desc="Lens classes", disable=not progress)
     for c in bar:
         slug = class_slug(c, names[c])
@@ -247,17 +257,21 @@ def _build_classes(model, images, labels, out, rundir, classes, names, pred, all
                 records.append(json.load(f))
             continue
         rundir.forget(marker)
-        idx = np.flatnonzero(pred == c)[:images_per_class]
-        if len(idx) < max(4, nb_concepts):
-            bar.write(f"lens: skipping class {names[c]!r}: only {len(idx)} images are predicted "
-                      f"as it (need {max(4, nb_concepts)})")
+        predicted = np.flatnonzero(pred == c)
+        idx = predicted[:images_per_class]
+        if len(idx) < _min_images(nb_concepts):
+            bar.write(f"lens: skipping class {names[c]!r}: {len(predicted)} of the images are "
+                      f"predicted as it, fewer than the {_min_images(nb_concepts)} a class needs "
+                      f"(at least 4 and at least nb_concepts)", file=sys.stderr)
+            skipped.append(names[c])
             continue
         os.makedirs(folder, exist_ok=True)
         rec = _build_class(model, jnp.asarray(images[idx]), all_logits[idx, c], labels[idx] == c,
                            c, names[c], folder,
                            nb_concepts=nb_concepts, patch_size=patch_size, method=method,
                            viz_steps=viz_steps, viz_crops=viz_crops, n_examples=examples,
-                           key=jax.random.fold_in(jax.random.key(seed), c))
+                           key=jax.random.fold_in(jax.random.key(seed), c),
+                           batch_size=batch_size)
         rec["slug"] = slug
         write_class_page(out, rec, (None, None))
         assets = {f"classes/{slug}/{f}": {"sha256": sha256_file(os.path.join(folder, f)),
@@ -267,7 +281,17 @@ def _build_classes(model, images, labels, out, rundir, classes, names, pred, all
         rundir.write(marker, lambda fh, r=rec: fh.write(json.dumps(r).encode()),
                      assets=assets)                       # the class is finished
         records.append(rec)
+    if not records:
+        raise ValueError(f"build_lens: no class was built: every requested class ({len(skipped)}: "
+                         f"{', '.join(map(repr, skipped[:5]))}{', ...' if len(skipped) > 5 else ''})"
+                         f" has fewer than {_min_images(nb_concepts)} images predicted as it; give "
+                         f"more images per class or fewer concepts")
     return records
+
+
+def _min_images(nb_concepts: int) -> int:
+    """Images predicted as a class that CRAFT needs to fit ``nb_concepts`` concepts."""
+    return max(4, nb_concepts)
 
 
 def _embedding(records):
