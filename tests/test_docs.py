@@ -80,3 +80,19 @@ def test_block_loop_numbers_in_the_benchmarks_page_come_from_results_files():
         quoted += [f"{row['seconds_per_image']:.2f}", f"(ratio {row['overhead_ratio']:.2f})"]
     missing = [q for q in quoted if q not in text]
     assert not missing, f"docs/benchmarks.md quotes numbers its results files do not give: {missing}"
+
+
+def test_readme_peer_table_is_generated_from_its_results_files():
+    """README's Captum/Xplique block is benchmarks/peers_report.py's output of the committed
+    benchmarks/results/peers_*.json (regenerate it after a new run)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "peers_report", os.path.join(ROOT, "benchmarks", "peers_report.py"))
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    assert report.main(["--check"]) == 0, "run python benchmarks/peers_report.py"
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    block = text[text.index(report.BEGIN):text.index(report.END)]
+    assert "| integrated_gradients |" in block and "Reference: issue 25" in block

@@ -188,15 +188,14 @@ def _target(spec: str, class_names, n_classes: int):
         if not 0 <= k < n_classes:
             _fail("--target", f"class index {k} is outside [0, {n_classes}) for this model")
         return k
-    names = [n.lower() for n in class_names or ()]
-    if spec.lower() in names:
-        return names.index(spec.lower())
-    import difflib
+    if not class_names:
+        _fail("--target", f"the model has no class names; give a class index, got {spec!r}")
+    from xjax.data import class_index
 
-    close = difflib.get_close_matches(spec.lower(), names, n=3)
-    hint = f"; did you mean {', '.join(repr(class_names[names.index(c)]) for c in close)}?" \
-        if close else ""
-    _fail("--target", f"expected top1, a class index or a class name, got {spec!r}{hint}")
+    try:                          # any case; ImageNet models also take WordNet IDs and lemmas
+        return class_index(spec, class_names, where="class")
+    except ValueError as e:
+        _fail("--target", f"expected top1, a class index or a class name: {e}")
 
 
 def _build(methods: list[str], model, params: dict[str, dict]) -> dict:
@@ -477,15 +476,12 @@ def _lens(args, parser) -> int:
     names = list(model.class_names or [])
     classes = None
     if args.classes:
-        classes = []
-        for tok in args.classes.split(","):
-            tok = tok.strip()
-            if tok.isdigit():
-                classes.append(int(tok))
-            elif tok in names:
-                classes.append(names.index(tok))
-            else:
-                parser.error(f"--classes: {tok!r} is neither a class index nor a class name")
+        from xjax.data import class_index
+
+        try:                      # any case; ImageNet models also take WordNet IDs and lemmas
+            classes = [class_index(tok, names) for tok in args.classes.split(",")]
+        except ValueError as e:
+            parser.error(f"--classes: {e}")
     from xjax._internal.rundir import LockedError, SettingsMismatch
 
     batch_size = args.batch_size

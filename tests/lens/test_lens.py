@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 
+import jax
 import numpy as np
 import pytest
 
@@ -229,3 +230,25 @@ def test_no_class_built_is_an_error_naming_the_cause(tmp_path, fmnist_cnn, capsy
     with pytest.raises(SystemExit, match="images_per_class must be at least 6"):
         main(["lens", "build", "--dataset", str(tmp_path / "data"), "--out", str(tmp_path / "c"),
               "--images-per-class", "5"])
+
+
+def test_a_wordnet_id_tree_builds_an_atlas(tmp_path):
+    """Issue 24's acceptance: sample-photo crops under WordNet-ID folders build an atlas (here
+    with a small 1000-class ImageNet-named CNN whose head favours 'espresso', so that every
+    image is predicted as one class; make demo builds the EfficientNet-Lite0 one)."""
+    from tests.test_imagenet import write_wnid_tree
+
+    names = xjax.models.imagenet_class_names()
+    m = xjax.models.small_cnn(input_shape=(32, 32, 3), num_classes=1000)
+    params = jax.tree.map(lambda a: a, m.params)
+    params["fc2"]["bias"] = params["fc2"]["bias"].at[967].set(50.0)
+    model = m._replace(params=params, class_names=tuple(names))
+    write_wnid_tree(tmp_path / "val", ["n07920052", "n01440764"], 4)       # espresso, tench
+    x, y = xjax.lens.dataset_arrays(str(tmp_path), model)
+    assert x.shape == (8, 32, 32, 3) and sorted(y.tolist()) == [0] * 4 + [967] * 4
+    (rec,) = xjax.lens.build_lens(model, x, y, str(tmp_path / "atlas"), nb_concepts=3,
+                                  patch_size=12, viz_steps=0, examples=1, progress=False,
+                                  batch_size=16)
+    assert (rec["name"], rec["wnid"], rec["images"], rec["accuracy"]) == (
+        "espresso", "n07920052", 8, 0.5)
+    assert os.path.exists(tmp_path / "atlas" / "classes" / rec["slug"] / "index.html")

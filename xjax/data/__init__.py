@@ -1,5 +1,5 @@
 """Real data available offline (sample photos from installed wheels, Fashion-MNIST from IDX files) and
-readers of datasets the user holds (ClickMe, FRSign)."""
+readers of datasets the user holds (ImageNet, ClickMe, FRSign)."""
 
 from xjax.data._clickme import CLICKME_URL as CLICKME_URL
 from xjax.data._clickme import clickme as clickme
@@ -23,9 +23,16 @@ from xjax.data._hdfstore import Frame as Frame
 from xjax.data._hdfstore import UnreadableStoreError as UnreadableStoreError
 from xjax.data._hdfstore import UnsafeStoreError as UnsafeStoreError
 from xjax.data._hdfstore import read_frame as read_frame
+from xjax.data._imagenet import IMAGENET_URL as IMAGENET_URL
+from xjax.data._imagenet import ImageFolder as ImageFolder
+from xjax.data._imagenet import ImageNetClass as ImageNetClass
+from xjax.data._imagenet import class_index as class_index
+from xjax.data._imagenet import image_folder as image_folder
+from xjax.data._imagenet import imagenet_classes as imagenet_classes
 from xjax.data._photos import IMAGE_EXTENSIONS as IMAGE_EXTENSIONS
 from xjax.data._photos import SAMPLE_PHOTOS as SAMPLE_PHOTOS
 from xjax.data._photos import Photo as Photo
+from xjax.data._photos import decode_image as decode_image
 from xjax.data._photos import image_files as image_files
 from xjax.data._photos import load_images as load_images
 from xjax.data._photos import read_image as read_image
@@ -33,7 +40,14 @@ from xjax.data._photos import resize_center_crop as resize_center_crop
 from xjax.data._photos import sample_photos as sample_photos
 
 __all__ = [
+    "IMAGENET_URL",
     "IMAGE_EXTENSIONS",
+    "ImageFolder",
+    "ImageNetClass",
+    "class_index",
+    "decode_image",
+    "image_folder",
+    "imagenet_classes",
     "image_files",
     "read_image",
     "CLICKME_URL",

@@ -14,8 +14,8 @@ from jaxtyping import Float, UInt8
 
 from xjax._internal.validate import check_positive_int
 
-__all__ = ["IMAGE_EXTENSIONS", "Photo", "SAMPLE_PHOTOS", "image_files", "load_images", "read_image",
-           "resize_center_crop", "sample_photos"]
+__all__ = ["IMAGE_EXTENSIONS", "Photo", "SAMPLE_PHOTOS", "decode_image", "image_files",
+           "load_images", "read_image", "resize_center_crop", "sample_photos"]
 
 
 class Photo(NamedTuple):
@@ -130,13 +130,28 @@ def read_image(path: str) -> UInt8[np.ndarray, "H W 3"]:
       ValueError: the file is not a readable image (truncated, corrupt, not an image, or larger
         than Pillow's decompression-bomb limit), with the file's path and the decoder's reason.
     """
+    return _decode(path, path)
+
+
+def decode_image(data: bytes, name: str = "image") -> UInt8[np.ndarray, "H W 3"]:
+    """Encoded image bytes (JPEG, PNG, ...) decoded as ``u8[H, W, 3]``, as :func:`read_image`.
+
+    Raises:
+      ValueError: not a readable image (named by ``name``), as :func:`read_image`.
+    """
+    import io
+
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(source, name: str) -> np.ndarray:
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        with Image.open(source) as im:
             return np.asarray(im.convert("RGB"))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise ValueError(f"image {path!r} is unreadable ({type(e).__name__}: {e})") from None
+        raise ValueError(f"image {name!r} is unreadable ({type(e).__name__}: {e})") from None
 
 
 def image_files(directory: str) -> list[str]:

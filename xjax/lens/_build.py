@@ -137,7 +137,10 @@ def _build_class(model, x_c, logits, correct, c, name, folder, *, nb_concepts, p
         path = os.path.join(folder, "examples.png")
         _examples_figure(path, np.asarray(xe), np.asarray(maps), cmaps, top3, method)
         examples.append("examples.png")
-    return {"name": name, "index": int(c), "images": int(len(x_c)),
+    from xjax.data._imagenet import _is_imagenet, imagenet_classes
+
+    wnid = imagenet_classes()[c].wnid if _is_imagenet(model.class_names) else None
+    return {"name": name, "index": int(c), "wnid": wnid, "images": int(len(x_c)),
             "crops": int(bank.crops.shape[0]), "accuracy": float(np.mean(correct)),
             "concepts": concepts, "examples": examples, "method": method}
 
@@ -316,16 +319,21 @@ def _embedding(records):
 
 
 def dataset_arrays(dataset: str, model: Model, *, source_dir: str | None = None,
-                   max_per_class: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   max_per_class: int | None = None,
+                   split: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Images ``f32[N, H, W, C]`` at the model's input size and labels ``i32[N]`` (indices of
     ``model.class_names``).
 
     Args:
       dataset: ``"fashion_mnist"`` (the test split, read from ``source_dir`` or Debian's
-        directory), or a directory holding one sub-directory of images per class, named after
-        the model's class names (or their indices).
+        directory), or an image folder read by :func:`xjax.data.image_folder`: one
+        sub-directory per class named by a class name (any case), a class index or, for
+        ImageNet models, a WordNet ID or any WordNet name; the ``train/`` / ``val/`` layouts;
+        or a tensorflow-datasets ``imagenet2012`` manual directory (the ILSVRC-2012 tars).
+      max_per_class: keep the first images of each class.
+      split: ``"train"`` or ``"val"`` for a folder holding both (default ``"val"``).
     """
-    from xjax.data import load_images, resize_center_crop
+    from xjax.data import resize_center_crop
 
     h, w, c = model.input_shape
     if dataset == "fashion_mnist":
@@ -336,27 +344,20 @@ def dataset_arrays(dataset: str, model: Model, *, source_dir: str | None = None,
             raise ValueError(f"lens: fashion_mnist images are 28x28x1 but the model takes "
                              f"{model.input_shape}")
         return x, y
-    if not os.path.isdir(dataset):
-        raise FileNotFoundError(f"lens: --dataset {dataset!r} is neither 'fashion_mnist' nor a "
-                                f"directory of class folders (one folder of images per class)")
+    from xjax.data import image_folder
+
     names = list(model.class_names or [])
-    folders = sorted(d for d in os.listdir(dataset) if os.path.isdir(os.path.join(dataset, d)))
-    if not folders:
-        raise ValueError(f"lens: {dataset!r} has no class folders; put the images of each class "
-                         f"in a folder named after the class (e.g. {dataset}/tabby cat/*.jpg)")
-    xs, ys = [], []
-    for folder in folders:
-        if folder in names:
-            label = names.index(folder)
-        elif folder.isdigit() and int(folder) < max(len(names), 1):
-            label = int(folder)
-        else:
-            raise ValueError(f"lens: class folder {folder!r} is neither one of the model's class "
-                             f"names nor a class index")
-        for _, img in load_images(os.path.join(dataset, folder))[:max_per_class]:
-            x = resize_center_crop(img, h)
-            if c == 1:
-                x = x.mean(-1, keepdims=True)
-            xs.append(x.astype(np.float32))
-            ys.append(label)
-    return np.stack(xs), np.asarray(ys, np.int32)
+    if not names:
+        raise ValueError("lens: the model has no class_names to match the class folders to")
+    try:
+        folder = image_folder(dataset, names, split=split, max_per_class=max_per_class)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"lens: --dataset {dataset!r} is neither 'fashion_mnist' nor an "
+                                f"image folder: {e}") from None
+    except ValueError as e:
+        raise ValueError(f"lens: {e}") from None
+    xs = np.empty((len(folder.labels), h, w, c), np.float32)
+    for i in range(len(folder.labels)):
+        x = resize_center_crop(folder.read(i), h)
+        xs[i] = x.mean(-1, keepdims=True) if c == 1 else x
+    return xs, folder.labels
