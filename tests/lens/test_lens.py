@@ -11,6 +11,7 @@ import pytest
 
 import xjax
 from tests.conftest import FASHION_MNIST_PRESENT
+from xjax.lens._site import PALETTE
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = os.path.join(os.path.dirname(__file__), "..", "..", "out", "test-artifacts")
@@ -59,7 +60,12 @@ def _page(browser, width=1200):
 
 
 def _broken_images(page):
+    """Every image of the page (lazy ones forced to load, folded ones included) that fails."""
     page.wait_for_load_state("load")
+    page.evaluate("""() => Promise.all(Array.from(document.images).map(img => {
+        img.loading = 'eager';
+        return img.complete ? null : new Promise(ok => { img.onload = img.onerror = ok; });
+    }))""")
     return page.eval_on_selector_all(
         "img", "els => els.filter(e => !(e.complete && e.naturalWidth > 0)).map(e => e.src)")
 
@@ -73,9 +79,13 @@ def test_records_and_files(atlas):
         shares = [c["importance"] for c in r["concepts"]]
         assert shares == sorted(shares, reverse=True)
         assert abs(sum(c["prevalence"] for c in r["concepts"]) - 1.0) < 1e-5
+        assert [c["rank"] for c in r["concepts"]] == [1, 2, 3]
+        assert os.path.exists(os.path.join(out, "classes", r["slug"], r["thumb"]))
         for c in r["concepts"]:
-            assert os.path.exists(os.path.join(out, "classes", r["slug"], c["crops"]))
-            assert os.path.exists(os.path.join(out, "classes", r["slug"], c["viz"]))
+            for f in (c["crops"], c["viz"], c["maps"]):
+                assert os.path.exists(os.path.join(out, "classes", r["slug"], f))
+            assert set(c["flags"]) <= {"non-positive importance", "near-constant crops"}
+            assert ("non-positive importance" in c["flags"]) == (not c["importance"] > 0)
 
 
 @needs_fmnist
@@ -84,8 +94,9 @@ def test_index_search_and_screenshot(browser, served):
     page.goto(served + "/index.html")
     assert page.locator("ul.classes li").count() == 3
     page.fill("#search", "trou")
-    visible = [t for t in page.locator("ul.classes li:visible").all_inner_texts()]
-    assert visible == ["Trouser"]
+    assert page.locator("ul.classes li:visible .n").all_inner_texts() == ["Trouser"]
+    assert page.inner_text("#count") == "1 of 3 classes"
+    assert _broken_images(page) == []                               # the thumbnails
     os.makedirs(ARTIFACTS, exist_ok=True)
     page.fill("#search", "")
     page.screenshot(path=os.path.join(ARTIFACTS, "lens_index.png"), full_page=True)
@@ -99,8 +110,10 @@ def test_class_pages_show_concepts_with_loaded_images_and_navigate(browser, serv
     page.goto(served + "/index.html")
     page.click("text=Trouser")
     assert page.inner_text("#class-name") == "Trouser"
-    assert page.locator("section.concept").count() == 3
-    assert page.locator("section.concept img").count() == 6           # visualization + crops
+    assert page.locator("section.concept").count() == 3           # folded ones included
+    # each card: its visualization, its crops and its maps on the example images
+    assert page.locator("section.concept img").count() == 9
+    assert page.locator("section.concept h3").first.inner_text() == "Concept 1 of Trouser"
     assert _broken_images(page) == []
     page.screenshot(path=os.path.join(ARTIFACTS, "lens_class.png"), full_page=True)
     page.click("#next")
@@ -110,6 +123,33 @@ def test_class_pages_show_concepts_with_loaded_images_and_navigate(browser, serv
     assert page.inner_text("#class-name") == "T-shirt/top"
     page.goto(served + "/map.html")
     assert page.locator("svg circle").count() == 9
+    assert page.locator("ul.legend li").all_inner_texts() == ["T-shirt/top", "Trouser", "Sneaker"]
+    assert "principal component 1" in page.text_content("svg")
+    colours = {page.locator("svg circle").nth(i).get_attribute("fill") for i in range(9)}
+    assert len(colours) == 3
+    page.locator("svg circle").first.click()
+    assert "/classes/" in page.url and "#concept-" in page.url
+    assert errors == []
+    page.close()
+
+
+@needs_fmnist
+def test_keyboard_navigation(browser, served):
+    page, errors = _page(browser)
+    page.goto(served + "/index.html")
+    page.keyboard.press("/")                                      # focuses the search box
+    page.keyboard.type("sneak")
+    page.keyboard.press("Enter")                                  # opens the first match
+    page.wait_for_load_state("load")
+    assert page.inner_text("#class-name") == "Sneaker"
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_load_state("load")
+    assert page.inner_text("#class-name") == "Trouser"
+    page.keyboard.press("ArrowRight")
+    page.wait_for_load_state("load")
+    assert page.inner_text("#class-name") == "Sneaker"
+    page.keyboard.press("Tab")                                    # links take the focus
+    assert page.evaluate("document.activeElement.tagName") == "A"
     assert errors == []
     page.close()
 
@@ -252,3 +292,64 @@ def test_a_wordnet_id_tree_builds_an_atlas(tmp_path):
     assert (rec["name"], rec["wnid"], rec["images"], rec["accuracy"]) == (
         "espresso", "n07920052", 8, 0.5)
     assert os.path.exists(tmp_path / "atlas" / "classes" / rec["slug"] / "index.html")
+
+
+@pytest.fixture(scope="module")
+def big_atlas(tmp_path_factory):
+    import time
+
+    from tests.lens.synthetic import write_synthetic_atlas
+
+    out = str(tmp_path_factory.mktemp("lens1000"))
+    t0 = time.perf_counter()
+    records = write_synthetic_atlas(out)
+    return out, records, time.perf_counter() - t0
+
+
+def test_a_1000_class_atlas_loads_fast_and_searches_by_wordnet_id(browser, big_atlas):
+    """1000 classes x 10 concepts: the index (1000 lazy thumbnails, search) and a class page
+    load within seconds from the file system; search by WordNet ID and by any WordNet name."""
+    import time
+
+    out, records, write_seconds = big_atlas
+    assert len(records) == 1000
+    page, errors = _page(browser)
+    t0 = time.perf_counter()
+    page.goto("file://" + os.path.join(out, "index.html"))
+    page.wait_for_load_state("load")
+    index_seconds = time.perf_counter() - t0
+    assert page.locator("#by-name ul.classes li").count() == 1000
+    loaded = page.evaluate("Array.from(document.images).filter(i => i.complete && "
+                           "i.naturalWidth > 0).length")
+    assert loaded < 1000                                   # thumbnails are lazy
+    page.fill("#search", "n07920052")
+    assert page.locator("#by-name li:visible .n").all_inner_texts() == ["espresso"]
+    page.fill("#search", "tinca")                          # a WordNet lemma of 'tench'
+    assert page.locator("#by-name li:visible .n").all_inner_texts() == ["tench"]
+    page.check("#grouped")                                 # grouped by shared concepts
+    assert page.locator("#by-group .group:visible").count() >= 1
+    assert page.locator("#by-group li:visible .n").all_inner_texts() == ["tench"]
+    page.fill("#search", "")
+    groups = page.locator("#by-group .group").count()
+    assert 20 <= groups <= 40                              # round(sqrt(1000)) k-means groups
+    t0 = time.perf_counter()
+    page.goto("file://" + os.path.join(out, "classes", records[967]["slug"], "index.html"))
+    page.wait_for_load_state("load")
+    class_seconds = time.perf_counter() - t0
+    assert page.inner_text("#class-name") == "espresso"
+    assert page.locator("section.concept").count() == 10
+    assert page.locator("details.folded section.concept").count() == 1
+    assert page.locator("p.related").count() == 10
+    assert _broken_images(page) == []
+    page.goto("file://" + os.path.join(out, "map.html"))
+    assert page.locator("svg circle").count() == 10000
+    assert page.locator("ul.legend li").count() == len(PALETTE)   # 16 groups and "other"
+    assert errors == []
+    page.close()
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    with open(os.path.join(ARTIFACTS, "lens_1000_classes.json"), "w") as f:
+        json.dump({"write_seconds": write_seconds, "index_load_seconds": index_seconds,
+                   "class_page_load_seconds": class_seconds}, f)
+    print(f"1000-class atlas: written in {write_seconds:.1f} s; index loads in "
+          f"{index_seconds:.2f} s, a class page in {class_seconds:.2f} s")
+    assert index_seconds < 5 and class_seconds < 2

@@ -55,6 +55,37 @@ def _strip(crops, height=96):
     return np.concatenate(sum([[t, gap] for t in tiles], [])[:-1], axis=1)
 
 
+def _overlay_strip(images, maps, height=96):
+    """The images with each one's map blended on top (inferno colour map), side by side."""
+    from matplotlib import colormaps  # a colour table only: no backend, no figure
+
+    tiles = []
+    for img, m in zip(np.asarray(images, np.float32), np.asarray(maps, np.float32), strict=True):
+        img = np.repeat(img, 3, -1) if img.shape[-1] == 1 else img
+        lo, hi = float(np.nanmin(m)), float(np.nanmax(m))
+        m = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+        heat = colormaps["inferno"](np.nan_to_num(m))[..., :3]
+        tiles.append(0.45 * img + 0.55 * heat)
+    return _strip(tiles, height)
+
+
+# a concept whose top crops vary less than this (pixel standard deviation, images in [0, 1]) is
+# flagged: near-constant crops (all black, blank background) say nothing about the class
+FLAT_CROPS = 0.02
+
+
+def concept_flags(importance: float, crops) -> list[str]:
+    """Why a concept is folded away on its class page: ``"non-positive importance"`` and/or
+    ``"near-constant crops"`` (mean per-crop pixel standard deviation below ``FLAT_CROPS``)."""
+    flags = []
+    if not importance > 0:
+        flags.append("non-positive importance")
+    crops = np.asarray(crops, np.float32)
+    if float(crops.reshape(len(crops), -1).std(1).mean()) < FLAT_CROPS:
+        flags.append("near-constant crops")
+    return flags
+
+
 def _predict(model, x, batch):
     fn = jax.jit(model.model_fn)
     return np.concatenate([np.asarray(fn(model.params, jnp.asarray(x[i:i + batch])))
@@ -113,34 +144,48 @@ def _build_class(model, x_c, logits, correct, c, name, folder, *, nb_concepts, p
             rgba = np.concatenate([img, 0.25 + 0.75 * alpha[..., None]], -1)
             _png(os.path.join(folder, f"concept_{i}_viz.png"), _upscale(rgba, 160))
             vizs[i] = f"concept_{i}_viz.png"
+    n_ex = min(n_examples, len(x_c))
+    xe, cmaps = x_c[:n_ex], {}
+    if n_ex:                          # each concept's attribution maps on the example images
+        for i in order:
+            cmaps[i] = np.asarray(cr.attribute(p, bank, xe, jnp.full((n_ex,), i, jnp.int32)))
     concepts = []
-    for i in order:
+    crops_all = np.asarray(bank.crops)
+    for rank, i in enumerate(order):
         top = np.argsort(-codes[:, i])[:8]
-        _png(os.path.join(folder, f"concept_{i}_crops.png"), _strip(np.asarray(bank.crops)[top]))
+        _png(os.path.join(folder, f"concept_{i}_crops.png"), _strip(crops_all[top]))
+        if n_ex:
+            _png(os.path.join(folder, f"concept_{i}_maps.png"), _overlay_strip(xe, cmaps[i]))
         rel = float(clusters.reliability[i])
         v = comps[i] / max(np.linalg.norm(comps[i]), 1e-12)
-        concepts.append({"id": i, "importance": float(share[i]),
+        concepts.append({"id": i, "rank": rank + 1, "importance": float(share[i]),
                          "prevalence": float(clusters.prevalence[i]),
                          "reliability": None if np.isnan(rel) else rel,
+                         "flags": concept_flags(float(share[i]), crops_all[top]),
                          "crops": f"concept_{i}_crops.png", "viz": vizs.get(i),
+                         "maps": f"concept_{i}_maps.png" if n_ex else None,
                          "vector": [round(float(t), 5) for t in v]})
+    shown = [k for k in concepts if not k["flags"]] or concepts
+    best = shown[0]["id"]
+    top = crops_all[np.argsort(-codes[:, best])[:8]]          # its most varied top crop
+    thumb = top[int(np.argmax(top.reshape(len(top), -1).std(1)))]
+    _png(os.path.join(folder, "thumb.png"), _upscale(thumb, 96))
     examples = []
-    n_ex = min(n_examples, len(x_c))
     if n_ex:
-        xe = x_c[:n_ex]
         y = jnp.full((n_ex,), c, jnp.int32)
         key_m = jax.random.key(0)
         maps = from_name(method, model, batch_size=batch_size)(p, xe, y, key=key_m)
         top3 = np.argsort(-phi[:n_ex], axis=1)[:, :min(3, nb_concepts)]
-        cmaps = np.stack([np.asarray(cr.attribute(p, bank, xe, jnp.asarray(top3[:, j])))
-                          for j in range(top3.shape[1])], 1)
+        cm = np.stack([np.stack([cmaps[int(top3[k, j])][k] for j in range(top3.shape[1])])
+                       for k in range(n_ex)])
         path = os.path.join(folder, "examples.png")
-        _examples_figure(path, np.asarray(xe), np.asarray(maps), cmaps, top3, method)
+        _examples_figure(path, np.asarray(xe), np.asarray(maps), cm, top3, method)
         examples.append("examples.png")
     from xjax.data._imagenet import _is_imagenet, imagenet_classes
 
     wnid = imagenet_classes()[c].wnid if _is_imagenet(model.class_names) else None
     return {"name": name, "index": int(c), "wnid": wnid, "images": int(len(x_c)),
+            "thumb": "thumb.png",
             "crops": int(bank.crops.shape[0]), "accuracy": float(np.mean(correct)),
             "concepts": concepts, "examples": examples, "method": method}
 
@@ -224,12 +269,15 @@ def build_lens(model: Model, images: Float[np.ndarray, "N H W C"], labels: Int[n
                                  examples=examples, seed=seed, progress=progress,
                                  batch_size=batch_size)
         slugs = [r["slug"] for r in records]
+        related = related_concepts(records)
+        groups = class_groups(records)
         for i, rec in enumerate(records):
             write_class_page(out, rec, (slugs[i - 1] if i else None,
-                                        slugs[i + 1] if i + 1 < len(slugs) else None))
-        write_global_pages(out, [{"name": r["name"], "slug": r["slug"]} for r in records],
-                           _embedding(records),
-                           {"title": title, "model": model_name, "dataset": dataset_name})
+                                        slugs[i + 1] if i + 1 < len(slugs) else None),
+                             related=related)
+        write_global_pages(out, [_summary(r) for r in records], _embedding(records),
+                           {"title": title, "model": model_name, "dataset": dataset_name},
+                           groups=groups)
     return records
 
 
@@ -297,25 +345,118 @@ def _min_images(nb_concepts: int) -> int:
     return max(4, nb_concepts)
 
 
-def _embedding(records):
-    """2-D PCA of all unit-normalized concept vectors, scaled to [0, 1]."""
-    pts = [(r, c) for r in records for c in r["concepts"]]
-    if not pts:
+def _summary(rec: dict) -> dict:
+    """What the index needs of a class: names to search (ImageNet: every WordNet name and the
+    WordNet ID), its thumbnail and counts."""
+    from xjax.data import imagenet_classes
+
+    aliases = list(imagenet_classes()[rec["index"]].names) if rec.get("wnid") else []
+    shown = sum(not c.get("flags") for c in rec["concepts"])
+    return {"name": rec["name"], "slug": rec["slug"], "wnid": rec.get("wnid"),
+            "aliases": aliases, "thumb": rec.get("thumb"), "images": rec["images"],
+            "concepts": shown, "folded": len(rec["concepts"]) - shown,
+            "accuracy": rec["accuracy"]}
+
+
+def _vectors(records, shown_only: bool):
+    rows = [(r, c) for r in records for c in r["concepts"]
+            if not (shown_only and c.get("flags"))]
+    v = np.array([c["vector"] for _, c in rows], np.float32).reshape(len(rows), -1)
+    return rows, v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+def related_concepts(records, *, k: int = 3, chunk: int = 1024) -> dict[tuple[str, int], list]:
+    """For each concept, the ``k`` most similar concepts (cosine of the concept vectors, which
+    live in the same feature space for every class) of *other* classes, flagged ones left out:
+    ``{(slug, concept id): [{"slug", "name", "concept", "similarity"}]}``. Chunked, so 1000
+    classes x 10 concepts never hold the full similarity matrix."""
+    rows, v = _vectors(records, shown_only=False)
+    targets = [j for j, (_, c) in enumerate(rows) if not c.get("flags")]
+    if not rows or not targets:
+        return {}
+    vt = v[targets]
+    owner = np.array([records.index(r) for r, _ in rows])
+    towner = owner[targets]
+    out = {}
+    for start in range(0, len(rows), chunk):
+        sim = v[start:start + chunk] @ vt.T
+        sim[owner[start:start + chunk, None] == towner[None, :]] = -np.inf
+        kk = min(k, sim.shape[1])
+        top = np.argsort(-sim, axis=1)[:, :kk]
+        for a, idx in enumerate(top):
+            r, c = rows[start + a]
+            out[(r["slug"], c["id"])] = [
+                {"slug": rows[targets[j]][0]["slug"], "name": rows[targets[j]][0]["name"],
+                 "concept": rows[targets[j]][1]["id"], "rank": rows[targets[j]][1]["rank"],
+                 "similarity": float(sim[a, j])}
+                for j in idx if np.isfinite(sim[a, j])]
+    return out
+
+
+def class_groups(records, *, seed: int = 0, iterations: int = 25) -> list[dict]:
+    """Classes grouped by shared concepts: spherical k-means (``round(sqrt(K))`` groups) of each
+    class's importance-weighted mean concept vector; a group is labelled by the classes nearest
+    its centre. ``[{"label", "slugs"}]``, largest group first."""
+    if not records:
         return []
-    v = np.array([c["vector"] for _, c in pts], np.float64)
-    v = v - v.mean(0)
+    vecs = []
+    for r in records:
+        cs = [c for c in r["concepts"] if not c.get("flags")] or r["concepts"]
+        w = np.array([max(c["importance"], 0.0) for c in cs]) + 1e-6
+        v = (w[:, None] * np.array([c["vector"] for c in cs], np.float64)).sum(0)
+        vecs.append(v / max(np.linalg.norm(v), 1e-12))
+    v = np.stack(vecs)
+    g = max(1, int(round(np.sqrt(len(records))))) if len(records) >= 4 else 1
+    rng = np.random.default_rng(seed)
+    centres = v[[int(rng.integers(len(v)))]]
+    while len(centres) < g:                       # k-means++ seeding on cosine distance
+        d = np.clip(1 - (v @ centres.T).max(1), 0, None)
+        centres = np.vstack([centres, v[rng.choice(len(v), p=d / d.sum())] if d.sum() > 0
+                             else v[int(rng.integers(len(v)))]])
+    for _ in range(iterations):
+        assign = (v @ centres.T).argmax(1)
+        for j in range(g):
+            if (assign == j).any():
+                m = v[assign == j].sum(0)
+                centres[j] = m / max(np.linalg.norm(m), 1e-12)
+    assign = (v @ centres.T).argmax(1)
+    groups = []
+    for j in range(g):
+        members = np.flatnonzero(assign == j)
+        if not len(members):
+            continue
+        near = members[np.argsort(-(v[members] @ centres[j]))]
+        groups.append({"label": ", ".join(records[i]["name"] for i in near[:3])
+                       + (", ..." if len(near) > 3 else ""),
+                       "slugs": [records[i]["slug"] for i in near]})
+    return sorted(groups, key=lambda grp: -len(grp["slugs"]))
+
+
+def _embedding(records) -> dict:
+    """2-D PCA of all unit-normalized concept vectors, scaled to [0, 1]: ``{"points": [...],
+    "variance": [share of variance of PC 1, of PC 2]}``."""
+    rows, v = _vectors(records, shown_only=False)
+    if not rows:
+        return {"points": [], "variance": [0.0, 0.0]}
+    v = v.astype(np.float64) - v.mean(0)
+    share = [0.0, 0.0]
     if len(v) > 1:
-        _, _, vt = np.linalg.svd(v, full_matrices=False)
+        _, sv, vt = np.linalg.svd(v, full_matrices=False)
         xy = v @ vt[:2].T
+        total = float((sv ** 2).sum())
+        share = [float(sv[i] ** 2 / total) if total > 0 and i < len(sv) else 0.0
+                 for i in range(2)]
         if xy.shape[1] == 1:
             xy = np.concatenate([xy, np.zeros_like(xy)], 1)
     else:
         xy = np.zeros((1, 2))
     lo, hi = xy.min(0), xy.max(0)
     xy = (xy - lo) / np.where(hi > lo, hi - lo, 1.0)
-    return [{"slug": r["slug"], "name": r["name"], "concept": c["id"],
-             "importance": c["importance"], "x": float(x), "y": float(y)}
-            for (r, c), (x, y) in zip(pts, xy, strict=True)]
+    return {"points": [{"slug": r["slug"], "name": r["name"], "concept": c["id"],
+                        "rank": c.get("rank"), "importance": c["importance"],
+                        "folded": bool(c.get("flags")), "x": float(x), "y": float(y)}
+                       for (r, c), (x, y) in zip(rows, xy, strict=True)],
+            "variance": share}
 
 
 def dataset_arrays(dataset: str, model: Model, *, source_dir: str | None = None,
