@@ -353,3 +353,40 @@ def test_a_1000_class_atlas_loads_fast_and_searches_by_wordnet_id(browser, big_a
     print(f"1000-class atlas: written in {write_seconds:.1f} s; index loads in "
           f"{index_seconds:.2f} s, a class page in {class_seconds:.2f} s")
     assert index_seconds < 5 and class_seconds < 2
+
+
+@needs_fmnist
+def test_classes_of_one_bucket_compile_once(tmp_path, fmnist_cnn, monkeypatch):
+    """Issue 24: the builder rebuilt CRAFT for every class and CRAFT jitted inside, so every
+    class compiled again. Now CRAFT is built once and classes are padded to bucket sizes: a
+    second and third class of the same bucket compile nothing (MACO off here)."""
+    from xjax.lens import _build
+
+    assert [_build.bucket(n, minimum=4, maximum=24) for n in (1, 4, 5, 9, 17, 24, 30)] == [
+        4, 4, 8, 16, 24, 24, 30]
+    compiles, per_class = [0], []
+
+    def listen(name, secs, **kw):
+        compiles[0] += name == "/jax/core/compile/backend_compile_duration"
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    real = _build._build_class
+
+    def counted(*args, **kw):
+        before = compiles[0]
+        out = real(*args, **kw)
+        per_class.append(compiles[0] - before)
+        return out
+
+    monkeypatch.setattr(_build, "_build_class", counted)
+    x, y = xjax.lens.dataset_arrays("fashion_mnist", fmnist_cnn)
+    try:
+        records = xjax.lens.build_lens(fmnist_cnn, x[:600], y[:600], str(tmp_path),
+                                       classes=[0, 1, 7], nb_concepts=3, images_per_class=24,
+                                       patch_size=12, viz_steps=0, examples=2, progress=False,
+                                       batch_size=32)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert [r["images"] for r in records] == [24, 24, 24]
+    assert per_class[0] > 0 and per_class[1:] == [0, 0], per_class
+    assert all(r["seconds"] > 0 for r in records)

@@ -276,10 +276,18 @@ def craft(features_fn: FeaturesFn, head_fn: HeadFn, *, nb_concepts: int = 25,
                      unit_range=True)
         c = jnp.broadcast_to(jnp.asarray(concept, jnp.int32), (x.shape[0],))
         if explainer is None:
-            from xjax.attributions import grad_cam
-            head = lambda _, a: _codes(bank.bank, a.astype(jnp.float32)).mean((1, 2))
-            return grad_cam(features_fn, head, batch_size=batch_size)(params, x, c)
+            return _concept_grad_cam(params, bank, x, c)
         return explainer(concept_model(bank))(params, x, c)
+
+    @jax.jit
+    def _concept_grad_cam(params, bank, x, c):
+        # the bank travels with the parameters, so one compiled program serves every bank of
+        # the same shapes (a Lens atlas's classes)
+        from xjax.attributions import grad_cam
+
+        feats = lambda pb, z: features_fn(pb[0], z)
+        head = lambda pb, a: _codes(pb[1].bank, a.astype(jnp.float32)).mean((1, 2))
+        return grad_cam(feats, head, batch_size=batch_size)((params, bank), x, c)
 
     def refine(params, bank: CraftBank, concept: int, *, features_fn: FeaturesFn,
                nb_concepts: int, percentile: float = 90.0,

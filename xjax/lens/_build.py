@@ -15,6 +15,7 @@ import json
 import os
 import re
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -112,17 +113,27 @@ def _examples_figure(path, images, method_maps, concept_maps, concept_ids, metho
     plots.save(fig, path, dpi=60)
 
 
-def _build_class(model, x_c, logits, correct, c, name, folder, *, nb_concepts, patch_size, method,
+def bucket(n: int, *, minimum: int, maximum: int) -> int:
+    """The padded image count of a class of ``n`` images: ``minimum * 2^k >= n``, at most
+    ``maximum`` (so that an atlas compiles CRAFT once per bucket, not once per class)."""
+    b = minimum
+    while b < n:
+        b *= 2
+    return min(b, max(maximum, n))
+
+
+def _build_class(model, cr, x_pad, n, logits, correct, c, name, folder, *, nb_concepts, method,
                  viz_steps, viz_crops, n_examples, key, batch_size):
+    """One class from ``x_pad``: its ``n`` images cycled to the bucket size (each image at most
+    twice; duplicates are left out of the importances, crops and examples)."""
     from xjax import featviz as fv
     from xjax.attributions import from_name
-    from xjax.concepts import craft, strategic_clusters
+    from xjax.concepts import strategic_clusters
 
     p = model.params
-    cr = craft(model.features_fn, model.head_fn, nb_concepts=nb_concepts, patch_size=patch_size,
-               layer="the model's features_fn")
-    bank = cr.fit(p, x_c)
-    phi = np.asarray(cr.importance(p, bank, x_c, c, method="gradient_input"))     # [n, R]
+    bank = cr.fit(p, x_pad)
+    x_c = x_pad[:n]
+    phi = np.asarray(cr.importance(p, bank, x_pad, c, method="gradient_input"))[:n]  # [n, R]
     share = phi.sum(0) / max(float(np.abs(logits.sum())), 1e-12)    # Lens: share of the logits
     clusters = strategic_clusters(jnp.asarray(phi), jnp.asarray(correct),
                                   min_points=max(2, len(x_c) // 20))
@@ -144,13 +155,14 @@ def _build_class(model, x_c, logits, correct, c, name, folder, *, nb_concepts, p
             rgba = np.concatenate([img, 0.25 + 0.75 * alpha[..., None]], -1)
             _png(os.path.join(folder, f"concept_{i}_viz.png"), _upscale(rgba, 160))
             vizs[i] = f"concept_{i}_viz.png"
-    n_ex = min(n_examples, len(x_c))
+    n_ex = min(n_examples, n)
     xe, cmaps = x_c[:n_ex], {}
     if n_ex:                          # each concept's attribution maps on the example images
         for i in order:
             cmaps[i] = np.asarray(cr.attribute(p, bank, xe, jnp.full((n_ex,), i, jnp.int32)))
     concepts = []
     crops_all = np.asarray(bank.crops)
+    codes = np.where((np.asarray(bank.crop_source) < n)[:, None], codes, -np.inf)  # no copies
     for rank, i in enumerate(order):
         top = np.argsort(-codes[:, i])[:8]
         _png(os.path.join(folder, f"concept_{i}_crops.png"), _strip(crops_all[top]))
@@ -184,9 +196,9 @@ def _build_class(model, x_c, logits, correct, c, name, folder, *, nb_concepts, p
     from xjax.data._imagenet import _is_imagenet, imagenet_classes
 
     wnid = imagenet_classes()[c].wnid if _is_imagenet(model.class_names) else None
-    return {"name": name, "index": int(c), "wnid": wnid, "images": int(len(x_c)),
+    return {"name": name, "index": int(c), "wnid": wnid, "images": int(n),
             "thumb": "thumb.png",
-            "crops": int(bank.crops.shape[0]), "accuracy": float(np.mean(correct)),
+            "crops": int((np.asarray(bank.crop_source) < n).sum()), "accuracy": float(np.mean(correct)),
             "concepts": concepts, "examples": examples, "method": method}
 
 
@@ -297,6 +309,11 @@ def _build_classes(model, images, labels, out, rundir, classes, names, pred, all
         assets = rundir.files[marker].get("assets", {})
         return all(check_file(os.path.join(out, f), rec) is None for f, rec in assets.items())
 
+    from xjax.concepts import craft
+
+    # built once: its compiled programs serve every class of the same bucket size
+    cr = craft(model.features_fn, model.head_fn, nb_concepts=nb_concepts, patch_size=patch_size,
+               layer="the model's features_fn", batch_size=batch_size)
     records, skipped = [], []
     bar = tqdm(classes, desc="Lens classes", disable=not progress)
     for c in bar:
@@ -317,13 +334,17 @@ def _build_classes(model, images, labels, out, rundir, classes, names, pred, all
             skipped.append(names[c])
             continue
         os.makedirs(folder, exist_ok=True)
-        rec = _build_class(model, jnp.asarray(images[idx]), all_logits[idx, c], labels[idx] == c,
-                           c, names[c], folder,
-                           nb_concepts=nb_concepts, patch_size=patch_size, method=method,
+        n = len(idx)
+        size = bucket(n, minimum=_min_images(nb_concepts), maximum=images_per_class)
+        x_pad = jnp.asarray(images[idx[np.arange(size) % n]])
+        t0 = time.perf_counter()
+        rec = _build_class(model, cr, x_pad, n, all_logits[idx, c], labels[idx] == c,
+                           c, names[c], folder, nb_concepts=nb_concepts, method=method,
                            viz_steps=viz_steps, viz_crops=viz_crops, n_examples=examples,
                            key=jax.random.fold_in(jax.random.key(seed), c),
                            batch_size=batch_size)
         rec["slug"] = slug
+        rec["seconds"] = round(time.perf_counter() - t0, 3)      # build time, compilation included
         write_class_page(out, rec, (None, None))
         assets = {f"classes/{slug}/{f}": {"sha256": sha256_file(os.path.join(folder, f)),
                                           "bytes": os.path.getsize(os.path.join(folder, f))}
