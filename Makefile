@@ -24,8 +24,10 @@ $(FMNIST):
 demo: $(STAMP) $(FMNIST)
 	$(VENV)/bin/xjax explain --model efficientnet_lite0 --method saliency,guided_backprop,grad_cam --images samples --out out/demo
 	$(VENV)/bin/xjax lens build --model small_cnn --dataset fashion_mnist --patch-size 12 --out out/lens
+	$(VENV)/bin/xjax lens build --model efficientnet_lite0 --dataset samples --concepts 4 --images-per-class 8 --viz-steps 32 --examples 2 --out out/lens-imagenet
 	@echo "Explanation report (EfficientNet-Lite0 on the sample photos): $(CURDIR)/out/demo/grid.png and one PNG per photo and method."
 	@echo "Lens (concept atlas of the Fashion-MNIST CNN): open $(CURDIR)/out/lens/index.html, or run: $(VENV)/bin/xjax lens serve out/lens"
+	@echo "Lens (ImageNet atlas of EfficientNet-Lite0 over crops of the bundled photos): open $(CURDIR)/out/lens-imagenet/index.html"
 
 # pytest exits 5 when it collected no tests: that must fail, never pass.
 # Two pytest workers (one per core; XLA compiles on one thread), one module per worker so module

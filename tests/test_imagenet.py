@@ -176,3 +176,14 @@ def test_missing_imagenet_says_where_to_get_it_and_where_to_put_it(tmp_path):
     (tmp_path / "unicorn").mkdir()
     with pytest.raises(ValueError, match="'unicorn' is not a class of the model.*WordNet ID"):
         image_folder(str(tmp_path), NAMES)
+
+
+def test_sample_crops_are_a_small_imagenet_dataset():
+    m = xjax.models.small_cnn(input_shape=(32, 32, 3), num_classes=1000)
+    x, y = xjax.lens.sample_crops(m._replace(class_names=tuple(NAMES)))
+    groups = [p.imagenet_classes for p in xjax.data.sample_photos() if p.imagenet_classes]
+    assert x.shape == (8 * len(groups), 32, 32, 3) and x.dtype == np.float32
+    assert y.tolist() == [g[0] for g in groups for _ in range(8)]
+    assert 0 <= x.min() and x.max() <= 1 and len({a.tobytes() for a in x}) == len(x)
+    with pytest.raises(ValueError, match="needs an ImageNet-1k model"):
+        xjax.lens.sample_crops(m)

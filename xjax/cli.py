@@ -470,7 +470,10 @@ def _lens(args, parser) -> int:
         model = model._replace(params=xjax.models.restore_checkpoint(args.checkpoint,
                                                                      model.params))
     try:
-        x, y = xjax.lens.dataset_arrays(args.dataset, model, source_dir=args.source_dir)
+        x, y = xjax.lens.dataset_arrays(args.dataset, model, source_dir=args.source_dir,
+                                        split=args.split,
+                                        max_per_class=None if args.dataset == "fashion_mnist"
+                                        else args.images_per_class)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
     names = list(model.class_names or [])
@@ -602,7 +605,12 @@ def main(argv: list[str] | None = None) -> int:
     lb.add_argument("--checkpoint", default=None,
                     help="orbax checkpoint directory of the model's params (default: zoo weights)")
     lb.add_argument("--dataset", default="fashion_mnist",
-                    help="'fashion_mnist' or a directory with one folder of images per class")
+                    help="'fashion_mnist', 'samples' (crops of the bundled photos, ImageNet\n"
+                         "models) or an image folder: one folder per class named by class name,\n"
+                         "index or WordNet ID (ImageNet train/ or val/), or a tensorflow-datasets\n"
+                         "imagenet2012 manual directory (ILSVRC2012_img_val.tar)")
+    lb.add_argument("--split", default=None, choices=("train", "val"),
+                    help="for a folder holding both train/ and val/ (default val)")
     lb.add_argument("--source-dir", default=None, help="Fashion-MNIST IDX directory")
     lb.add_argument("--classes", default=None,
                     help="comma-separated class indices or names (default: all predicted)")

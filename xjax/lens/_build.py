@@ -480,6 +480,40 @@ def _embedding(records) -> dict:
             "variance": share}
 
 
+# (top, left, side) of the crops of a photo, as fractions of its shorter side
+_SAMPLE_CROPS = ((0.0, 0.0, 1.0), (0.125, 0.125, 0.75), (0.0, 0.0, 0.75), (0.0, 0.25, 0.75),
+                 (0.25, 0.0, 0.75), (0.25, 0.25, 0.75), (0.25, 0.25, 0.5), (0.05, 0.2, 0.6))
+
+
+def sample_crops(model: Model) -> tuple[np.ndarray, np.ndarray]:
+    """Eight crops of each bundled photo (:func:`xjax.data.sample_photos`) that has an ImageNet
+    class, at the model's input size, labelled with the photo's first class: a small ImageNet
+    dataset that ships with xjax (``xjax lens build --dataset samples``, used by ``make demo``).
+
+    Raises:
+      ValueError: the model is not an ImageNet-1k classifier.
+    """
+    from xjax.data import resize_center_crop, sample_photos
+    from xjax.data._imagenet import _is_imagenet
+
+    if not _is_imagenet(model.class_names or ()):
+        raise ValueError("lens: --dataset samples needs an ImageNet-1k model (its photos are "
+                         "labelled with ImageNet classes)")
+    h, w, c = model.input_shape
+    xs, ys = [], []
+    for photo in sample_photos():
+        if not photo.imagenet_classes:
+            continue
+        img = photo.image
+        side = min(img.shape[:2])
+        oy, ox = (img.shape[0] - side) // 2, (img.shape[1] - side) // 2
+        for top, left, size in _SAMPLE_CROPS:
+            y0, x0, n = oy + int(top * side), ox + int(left * side), int(size * side)
+            xs.append(resize_center_crop(img[y0:y0 + n, x0:x0 + n], h).astype(np.float32))
+            ys.append(photo.imagenet_classes[0])
+    return np.stack(xs), np.asarray(ys, np.int32)
+
+
 def dataset_arrays(dataset: str, model: Model, *, source_dir: str | None = None,
                    max_per_class: int | None = None,
                    split: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -488,7 +522,8 @@ def dataset_arrays(dataset: str, model: Model, *, source_dir: str | None = None,
 
     Args:
       dataset: ``"fashion_mnist"`` (the test split, read from ``source_dir`` or Debian's
-        directory), or an image folder read by :func:`xjax.data.image_folder`: one
+        directory), ``"samples"`` (:func:`sample_crops`, ImageNet models), or an image
+        folder read by :func:`xjax.data.image_folder`: one
         sub-directory per class named by a class name (any case), a class index or, for
         ImageNet models, a WordNet ID or any WordNet name; the ``train/`` / ``val/`` layouts;
         or a tensorflow-datasets ``imagenet2012`` manual directory (the ILSVRC-2012 tars).
@@ -508,6 +543,8 @@ def dataset_arrays(dataset: str, model: Model, *, source_dir: str | None = None,
         return x, y
     from xjax.data import image_folder
 
+    if dataset == "samples":
+        return sample_crops(model)
     names = list(model.class_names or [])
     if not names:
         raise ValueError("lens: the model has no class_names to match the class folders to")
