@@ -82,17 +82,19 @@ def test_block_loop_numbers_in_the_benchmarks_page_come_from_results_files():
     assert not missing, f"docs/benchmarks.md quotes numbers its results files do not give: {missing}"
 
 
-def test_readme_peer_table_is_generated_from_its_results_files():
-    """README's Captum/Xplique block is benchmarks/peers_report.py's output of the committed
-    benchmarks/results/peers_*.json (regenerate it after a new run)."""
+def test_generated_blocks_come_from_their_results_files():
+    """README's Captum/Xplique table and Lens build time, and docs/benchmarks.md's batch-size
+    table, are benchmarks/report.py's output of the committed results files (regenerate them
+    after a new run)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
-        "peers_report", os.path.join(ROOT, "benchmarks", "peers_report.py"))
+        "report", os.path.join(ROOT, "benchmarks", "report.py"))
     report = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(report)
-    assert report.main(["--check"]) == 0, "run python benchmarks/peers_report.py"
+    assert set(report.blocks()) == {"peers", "lens", "tune"}
+    assert report.main(["--check"]) == 0, "run python benchmarks/report.py"
     with open(os.path.join(ROOT, "README.md")) as f:
         text = f.read()
-    block = text[text.index(report.BEGIN):text.index(report.END)]
+    block = text[text.index(report.markers("peers")[0]):text.index(report.markers("peers")[1])]
     assert "| integrated_gradients |" in block and "Reference: issue 25" in block

@@ -163,3 +163,12 @@ def test_cli_auto_batch_size_measures_once_then_reads_the_cache(tmp_path):
     bad = subprocess.run(cmd + ["--batch-size", "0"], env=env, cwd=ROOT, capture_output=True,
                          text=True)
     assert bad.returncode == 2 and "expected a positive integer or 'auto'" in bad.stderr
+
+
+def test_an_unwritable_cache_warns_and_still_returns_the_measurement(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")                         # a file where the cache's folder should be
+    with pytest.warns(UserWarning, match="could not write the batch-size cache"):
+        choice = tune.choose(_mlp, PARAMS, EXAMPLE, candidates=[2], repeats=1,
+                             cache=str(blocker / "sizes.json"))
+    assert choice.batch_size == 2 and choice.cache is None and not choice.cached

@@ -152,7 +152,7 @@ def _read_cache(path: str) -> dict[str, dict]:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):        # no cache yet (or no folder for one)
         return {}
     except (OSError, ValueError) as err:
         warnings.warn(f"xjax.tune: ignoring the unreadable batch-size cache {path} ({err}); it "
@@ -236,7 +236,12 @@ def choose(model_fn: Callable, params: Any, example, *, mode: str = "forward",
         entries[key] = {**about, "batch_size": chosen,
                         "images_per_second": {str(b): r for b, r in rates.items()},
                         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
-        _write_cache(path, entries)
+        try:
+            _write_cache(path, entries)
+        except OSError as err:                     # the measurement stands; say it is not kept
+            warnings.warn(f"xjax.tune: could not write the batch-size cache {path} ({err}); "
+                          f"the choice will be measured again next time", stacklevel=2)
+            path = None
     return Choice(chosen, rates, False, path)
 
 

@@ -1,0 +1,76 @@
+"""Build time of a Lens atlas per class, compilation included and not.
+
+    python benchmarks/lens.py --json benchmarks/results/lens_lite0_cpu.json
+
+Builds ``make demo``'s ImageNet atlas (EfficientNet-Lite0 over the crops of the bundled photos,
+``--dataset samples``) from scratch and reads each class's build seconds from its ``class.json``.
+The first class pays the compilations of its bucket; the others of the same bucket reuse them
+(MACO's loop still compiles per class: its objective closes over the concept vectors), so the
+cost of a 1000-class atlas is about ``1000 x`` the per-class time of a later class, plus one
+first class per bucket.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import jax
+
+import xjax
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concepts", type=int, default=4)
+    parser.add_argument("--images-per-class", type=int, default=8)
+    parser.add_argument("--viz-steps", type=int, default=32)
+    parser.add_argument("--examples", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    model = xjax.models.efficientnet_lite0()
+    x, y = xjax.lens.sample_crops(model)
+    settings = {"concepts": args.concepts, "images_per_class": args.images_per_class,
+                "viz_steps": args.viz_steps, "examples": args.examples,
+                "batch_size": args.batch_size}
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        records = xjax.lens.build_lens(
+            model, x, y, out, nb_concepts=args.concepts, images_per_class=args.images_per_class,
+            viz_steps=args.viz_steps, examples=args.examples, batch_size=args.batch_size,
+            model_name="efficientnet_lite0", dataset_name="samples", progress=False)
+        total = time.perf_counter() - t0
+    classes = [{"name": r["name"], "wnid": r["wnid"], "images": r["images"],
+                "seconds": r["seconds"]} for r in records]
+    for c in classes:
+        print(f"{c['name']:24s} {c['images']:3d} images  {c['seconds']:7.1f} s", flush=True)
+    later = [c["seconds"] for c in classes[1:]]
+    dev = jax.devices()[0]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, text=True,
+                            capture_output=True).stdout.strip()
+    result = {"command": "python " + " ".join(sys.argv), "commit": commit,
+              "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores, {dev.platform} "
+                         f"{getattr(dev, 'device_kind', '')}",
+              "jax": jax.__version__, "model": "efficientnet_lite0", "dataset": "samples",
+              "images": int(len(x)), "settings": settings, "total_seconds": total,
+              "classes": classes,
+              "first_class_seconds": classes[0]["seconds"] if classes else None,
+              "later_class_seconds_mean": sum(later) / len(later) if later else None}
+    print(f"total {total:.1f} s; first class {result['first_class_seconds']} s; later classes "
+          f"{result['later_class_seconds_mean']} s on average")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
