@@ -74,7 +74,8 @@ class Block(nn.Module):
 
 
 class ResNet18(nn.Module):
-    """ResNet-18 with torchvision's parameter names (so xjax.models.resnet18 reads them)."""
+    """ResNet-18 with torchvision's parameter names (so xjax.models.resnet18 reads them), on
+    images in [0, 1] normalized inside by ImageNet's mean and standard deviation."""
 
     def __init__(self):
         super().__init__()
@@ -86,8 +87,14 @@ class ResNet18(nn.Module):
             setattr(self, f"layer{i + 1}", nn.Sequential(Block(cin, w, stride), Block(w, w, 1)))
             cin = w
         self.fc = nn.Linear(512, 1000)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1),
+                             persistent=False)
 
     def features(self, x):
+        # images in [0, 1], ImageNet mean/std inside the network, as xjax.models.resnet18
+        x = (x - self.mean) / self.std
         x = nn.functional.max_pool2d(torch.relu(self.bn1(self.conv1(x))), 3, 2, 1)
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 

@@ -77,7 +77,20 @@ def peers_block(paths: list[str]) -> str:
                              f"{_x(row['vs_reference_best_peer'])} |")
             faster = sum(row["vs_reference_best_peer"] >= 1 for row in m["rows"].values())
             lines += ["", f"xjax at or above the reference best peer in {faster} of "
-                      f"{len(m['rows'])} methods on this network.", ""]
+                      f"{len(m['rows'])} methods on this network."]
+            live_rows = {k: v for k, v in m["rows"].items() if v.get("vs_captum") is not None}
+            if live_rows:
+                beat = sum(v["vs_captum"] >= 1 for v in live_rows.values())
+                drift = sorted(r["reference"]["best_peer_seconds"][k][name] /
+                               live["rows"][k]["seconds_per_image"] for k in live_rows)
+                mid = drift[len(drift) // 2]
+                lines[-1] += (f" Against Captum in the same run (the like-for-like comparison): "
+                              f"xjax faster in {beat} of {len(live_rows)}. Captum in this run is "
+                              f"{mid:.2f}x as fast as the reference's best peer (median over the "
+                              f"methods both have)"
+                              + (", so the reference ratios overstate xjax here." if mid > 1.1
+                                 else "."))
+            lines.append("")
     with open(paths[0]) as f:
         source = json.load(f)["reference"]["source"]
     lines += [f"Reference: {source}. Ratios above 1 (bold): xjax is faster. xjax / its model "

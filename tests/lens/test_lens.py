@@ -262,7 +262,8 @@ def test_no_class_built_is_an_error_naming_the_cause(tmp_path, fmnist_cnn, capsy
         xjax.lens.build_lens(fmnist_cnn, x, y, str(tmp_path / "a"), classes=[1, 2],
                              images_per_class=4, nb_concepts=3, viz_steps=0, progress=False)
     err = capsys.readouterr().err
-    assert "'Trouser': " in err and "fewer than the 4 a class needs" in err
+    assert "skipped 2 of 2 classes" in err and "'Trouser' (" in err
+    assert "fewer images predicted as them than the 4 a class needs" in err
     with pytest.raises(SystemExit, match="xjax lens build: no class was built") as info:
         main(["lens", "build", "--dataset", str(tmp_path / "data"), "--viz-steps", "0",
               "--out", str(tmp_path / "b"), "--images-per-class", "4", "--concepts", "3"])
