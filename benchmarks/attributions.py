@@ -11,12 +11,11 @@ uses fewer samples (for slow CPUs); the ratio is per model call, so it stays com
 
 import argparse
 import json
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import timed
 
 import xjax
 
@@ -48,16 +47,6 @@ def methods(h, reduced):
         "sobol": ({"nb_design": sobol_n}, "fwd", sobol_n * (8 * 8 + 2)),
         "hsic": ({"nb_design": hsic_n}, "fwd", hsic_n),
     }
-
-
-def timed(fn, *args, repeats):
-    jax.block_until_ready(fn(*args))
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        out.append(time.perf_counter() - t)
-    return statistics.median(out)
 
 
 def main():

@@ -11,16 +11,12 @@ first class per bucket.
 """
 
 import argparse
-import datetime
 import json
 import os
-import platform
-import subprocess
-import sys
 import tempfile
 import time
 
-import jax
+from _common import provenance
 
 import xjax
 
@@ -53,14 +49,7 @@ def main():
     for c in classes:
         print(f"{c['name']:24s} {c['images']:3d} images  {c['seconds']:7.1f} s", flush=True)
     later = [c["seconds"] for c in classes[1:]]
-    dev = jax.devices()[0]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, text=True,
-                            capture_output=True).stdout.strip()
-    result = {"command": "python " + " ".join(sys.argv), "commit": commit,
-              "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, {dev.platform} "
-                         f"{getattr(dev, 'device_kind', '')}",
-              "jax": jax.__version__, "model": "efficientnet_lite0", "dataset": "samples",
+    result = {**provenance(), "model": "efficientnet_lite0", "dataset": "samples",
               "images": int(len(x)), "settings": settings, "total_seconds": total,
               "classes": classes,
               "first_class_seconds": classes[0]["seconds"] if classes else None,

@@ -25,19 +25,16 @@ reference ratios compare like with like only as far as the two CNNs cost the sam
 """
 
 import argparse
-import datetime
 import json
 import os
-import platform
-import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import provenance, timed
 from flax import nnx
 
 import xjax
@@ -116,16 +113,6 @@ def methods(s):
     }, b
 
 
-def timed(fn, *args, repeats):
-    jax.block_until_ready(fn(*args))
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        out.append(time.perf_counter() - t)
-    return statistics.median(out)
-
-
 def _read_npz(path: str) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as f:          # arrays only, never pickles
         return {k: f[k] for k in f.files}
@@ -176,14 +163,6 @@ def run_xjax(name: str, torch_dir: str | None, only, repeats: int) -> dict:
     return {**s, "unit_seconds": unit, "logits_vs_torch": parity, "rows": rows}
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, text=True,
-                              capture_output=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="cnn,resnet18")
@@ -205,14 +184,8 @@ def main():
                 captum = json.load(f)
         models = {m: run_xjax(m, tmp if captum else None, only, args.repeats)
                   for m in args.models.split(",")}
-    dev = jax.devices()[0]
     result = {
-        "command": "python " + " ".join(sys.argv),
-        "commit": _commit(),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {dev.platform} "
-                   f"{getattr(dev, 'device_kind', '')}",
-        "jax": jax.__version__,
+        **provenance(),
         "reference": {"source": REFERENCE_SOURCE,
                       "best_peer_seconds": {m: {"cnn": r[0][0] * r[0][1],
                                                 "resnet18": r[1][0] * r[1][1]}

@@ -10,33 +10,18 @@ size and at the chosen one.
 """
 
 import argparse
-import datetime
 import json
 import os
-import platform
-import statistics
-import subprocess
-import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import provenance, timed
 
 import xjax
 
 A = xjax.attributions
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def timed(fn, *args, repeats):
-    jax.block_until_ready(fn(*args))
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        out.append(time.perf_counter() - t)
-    return statistics.median(out)
 
 
 def explainer_seconds(model, method, batch_size, x, y, repeats, **kw):
@@ -84,14 +69,7 @@ def main():
             print(f"{name} {method}: default {default}: {sec[str(default)]:.4f} s/img, tuned "
                   f"{tuned}: {sec[str(tuned)]:.4f} s/img", flush=True)
         rows[name] = row
-    dev = jax.devices()[0]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, text=True,
-                            capture_output=True).stdout.strip()
-    result = {"command": "python " + " ".join(sys.argv), "commit": commit,
-              "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, {dev.platform} "
-                         f"{getattr(dev, 'device_kind', '')}",
-              "jax": jax.__version__, "candidates": list(xjax.tune.CANDIDATES[dev.platform]),
+    result = {**provenance(), "candidates": list(xjax.tune.CANDIDATES[jax.default_backend()]),
               "models": rows}
     if args.json:
         with open(args.json, "w") as f:
