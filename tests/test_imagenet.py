@@ -89,6 +89,7 @@ def write_wnid_tree(root, wnids, per_class):
 
 def test_wordnet_id_tree_names_and_the_train_val_layout(tmp_path):
     write_wnid_tree(tmp_path / "val", ["n01440764", "n07920052"], 3)       # tench, espresso
+    os.makedirs(tmp_path / "val" / ".ipynb_checkpoints")                  # hidden: not a class
     folder = image_folder(str(tmp_path / "val"), NAMES, max_per_class=2)
     assert folder.layout == "class folders" and folder.labels.tolist() == [0, 0, 967, 967]
     assert folder.read(0).shape == (64, 64, 3) and folder.read(0).dtype == np.uint8

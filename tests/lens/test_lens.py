@@ -139,15 +139,11 @@ def test_keyboard_navigation(browser, served):
     page.goto(served + "/index.html")
     page.keyboard.press("/")                                      # focuses the search box
     page.keyboard.type("sneak")
-    page.keyboard.press("Enter")                                  # opens the first match
-    page.wait_for_load_state("load")
-    assert page.inner_text("#class-name") == "Sneaker"
-    page.keyboard.press("ArrowLeft")
-    page.wait_for_load_state("load")
-    assert page.inner_text("#class-name") == "Trouser"
-    page.keyboard.press("ArrowRight")
-    page.wait_for_load_state("load")
-    assert page.inner_text("#class-name") == "Sneaker"
+    for key, name in (("Enter", "Sneaker"),                       # opens the first match
+                      ("ArrowLeft", "Trouser"), ("ArrowRight", "Sneaker")):
+        with page.expect_navigation():                            # no race with the old page
+            page.keyboard.press(key)
+        assert page.inner_text("#class-name") == name
     page.keyboard.press("Tab")                                    # links take the focus
     assert page.evaluate("document.activeElement.tagName") == "A"
     assert errors == []

@@ -70,8 +70,17 @@ def imagenet_classes() -> tuple[ImageNetClass, ...]:
 
 
 def _is_imagenet(class_names: Sequence[str]) -> bool:
-    return len(class_names) == 1000 and tuple(class_names) == tuple(
-        c.name for c in imagenet_classes())
+    return len(class_names) == 1000 and _imagenet_names(tuple(class_names))
+
+
+@functools.lru_cache(maxsize=8)
+def _imagenet_names(names: tuple[str, ...]) -> bool:
+    return names == tuple(c.name for c in imagenet_classes())
+
+
+@functools.cache
+def _wnid_index() -> dict[str, int]:
+    return {c.wnid: c.index for c in imagenet_classes()}
 
 
 def class_index(label: str, class_names: Sequence[str], *, where: str = "class") -> int:
@@ -96,9 +105,8 @@ def class_index(label: str, class_names: Sequence[str], *, where: str = "class")
     if _is_imagenet(names):
         table = imagenet_classes()
         if _WNID.match(key):
-            found = [c.index for c in table if c.wnid == key]
-            if found:
-                return found[0]
+            if key in _wnid_index():
+                return _wnid_index()[key]
             raise ValueError(f"{where} {label!r}: not one of the 1000 ImageNet-1k WordNet IDs")
         # display names and WordNet lemmas together: "crane" is a bird and a machine
         hits = sorted(set(exact) | {c.index for c in table for n in c.names if n.lower() == key})
@@ -214,7 +222,8 @@ def image_folder(root: str, class_names: Sequence[str], *, split: str | None = N
         if split == "train" and TRAIN_TAR not in tars:
             raise FileNotFoundError(f"no {TRAIN_TAR} in {root!r}. " + _where_to_get(root, class_names))
         return _from_tar(os.path.join(root, use), class_names, use == TRAIN_TAR, max_per_class)
-    subdirs = [e for e in entries if os.path.isdir(os.path.join(root, e))]
+    subdirs = [e for e in entries if os.path.isdir(os.path.join(root, e))
+               and not e.startswith(".")]              # .ipynb_checkpoints, .git, ...
     if {"train", "val"} & set(subdirs) and not _classes_here(subdirs, class_names):
         which = split or ("val" if "val" in subdirs else "train")
         if which not in subdirs:

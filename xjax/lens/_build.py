@@ -411,7 +411,8 @@ def related_concepts(records, *, k: int = 3, chunk: int = 1024) -> dict[tuple[st
     if not rows or not targets:
         return {}
     vt = v[targets]
-    owner = np.array([records.index(r) for r, _ in rows])
+    position = {id(r): i for i, r in enumerate(records)}
+    owner = np.array([position[id(r)] for r, _ in rows])
     towner = owner[targets]
     out = {}
     for start in range(0, len(rows), chunk):
