@@ -16,7 +16,7 @@ from xjax._internal.jaxpr import bind
 from xjax.bounds._interval import Node, Tape, concretize, is_node, mul0, sum_tail
 from xjax.bounds._relax import RELAXATIONS
 
-__all__ = ["AFFINE", "backward", "identity_spec", "relaxed", "tighten"]
+__all__ = ["AFFINE", "ROW_BUDGET", "backward", "identity_spec", "relaxed", "tighten"]
 
 _F32 = jnp.float32
 
@@ -184,6 +184,38 @@ def two_sided(tape, node, lam, bounds_of, x_node, lower, upper, alphas=None):
     return lb[:s].T, -lb[s:].T
 
 
+# coefficient elements held at once by one chunk of intermediate-bound rows (2**26 float32:
+# 256 MiB per coefficient tensor); larger layers are bounded chunk by chunk under lax.map
+ROW_BUDGET = 2 ** 26
+
+
+def _rows_per_chunk(tape, node, n_rows) -> int:
+    widest = max(int(np.prod(v.shape)) for v in tape.nodes[:node.index + 1])
+    return int(max(1, min(n_rows, ROW_BUDGET // (2 * widest))))
+
+
+def _one_sided_rows(tape, node, bounds_of, x_node, lower, upper):
+    """``(lower, upper)`` of every element of ``node``: one spec row per element, in chunks of
+    rows (one compiled backward pass, iterated by ``lax.map``) so that memory stays bounded."""
+    b, rest = node.shape[0], node.shape[1:]
+    n = int(np.prod(rest)) if rest else 1
+    chunk = _rows_per_chunk(tape, node, n)
+    if chunk >= n:
+        lo, hi = two_sided(tape, node, identity_spec(node.shape), bounds_of, x_node, lower, upper)
+        return lo.reshape(node.shape), hi.reshape(node.shape)
+    n_chunks = -(-n // chunk)
+
+    def rows(j):
+        idx = j * chunk + jnp.arange(chunk)
+        eye = jax.nn.one_hot(idx, n, dtype=_F32)                     # rows past n are zero
+        lam = jnp.broadcast_to(eye.reshape((chunk, 1) + tuple(rest)), (chunk, b) + tuple(rest))
+        return two_sided(tape, node, lam, bounds_of, x_node, lower, upper)
+
+    lo, hi = jax.lax.map(rows, jnp.arange(n_chunks))              # [n_chunks, B, chunk] each
+    flat = lambda v: jnp.transpose(v, (1, 0, 2)).reshape(b, n_chunks * chunk)[:, :n]
+    return flat(lo).reshape(node.shape), flat(hi).reshape(node.shape)
+
+
 def tighten(tape, x_node, lower, upper) -> dict:
     """CROWN intermediate bounds: every input of a relaxed equation bounded by its own backward
     pass (in tape order, each pass using the bounds tightened before it), intersected with IBP."""
@@ -199,9 +231,8 @@ def tighten(tape, x_node, lower, upper) -> dict:
             if not is_node(pre) or pre.index == x_node.index or pre.index in tightened \
                     or not jnp.issubdtype(pre.lo.dtype, jnp.floating):
                 continue
-            lo, hi = two_sided(tape, pre, identity_spec(pre.shape), bounds_of, x_node, lower,
-                               upper)
-            lo = jnp.maximum(lo.reshape(pre.shape), pre.lo.astype(_F32))
-            hi = jnp.minimum(hi.reshape(pre.shape), pre.hi.astype(_F32))
+            lo, hi = _one_sided_rows(tape, pre, bounds_of, x_node, lower, upper)
+            lo = jnp.maximum(lo, pre.lo.astype(_F32))
+            hi = jnp.minimum(hi, pre.hi.astype(_F32))
             tightened[pre.index] = (lo, hi)
     return tightened

@@ -56,7 +56,8 @@ def bounds(model_fn: Callable, *, method: str = "crown", alpha_steps: int = 20,
       model_fn: ``(params, x) -> f32[B, K]``, built from supported primitives.
       method: ``"ibp"`` (interval bound propagation), ``"crown"`` (backward linear relaxation;
         the inputs of every relaxed equation bounded by their own backward pass intersected with
-        IBP; never looser than IBP), ``"crown_ibp"`` (backward relaxation on IBP intermediate
+        IBP, one spec row per element, in chunks of rows under ``lax.map`` when a layer is
+        large; never looser than IBP), ``"crown_ibp"`` (backward relaxation on IBP intermediate
         bounds), ``"alpha_crown"`` (CROWN, then the free parameters of the final pass's
         relaxations, i.e. rectifier lower slopes, tangent points of smooth functions and
         McCormick plane mixes, optimized in [0, 1] with Adam, one per spec row and element,
