@@ -147,3 +147,38 @@ def test_directory_magnitude_reads_a_user_folder(tmp_path):
     x = np.stack([resize_center_crop(p.image, 64) for p in photos]).astype(np.float32)
     np.testing.assert_allclose(mag, fv.natural_magnitude(x), rtol=1e-5)
     assert mag.shape == (3, 64, 33)
+
+
+def test_new_directions_of_the_same_shapes_compile_nothing(cnn):
+    """Issue 24: MACO compiled again for every Lens class. The loop is one jitted program with
+    the objective's arguments as inputs: new directions (the next class) reuse it when the
+    parameterization and transforms are the same objects, and the default optimizer and
+    transforms are cached, so a repeated default call compiles nothing either."""
+    compiles = [0]
+
+    def listen(name, secs, **kw):
+        compiles[0] += name == "/jax/core/compile/backend_compile_duration"
+
+    pz = fv.maco((28, 28, 1))
+    crops = fv.random_crops((28, 28), nb_crops=2)
+    rng = np.random.default_rng(0)
+    layer = cnn.features_fn
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        counts, images = [], []
+        for seed in range(3):
+            width = cnn.features_fn(cnn.params, jnp.zeros((1, 28, 28, 1))).shape[-1]
+            v = rng.normal(size=(2, width))
+            before = compiles[0]
+            r = fv.optimize(cnn.model_fn, cnn.params, fv.direction(v, layer=layer), pz, steps=2,
+                            transforms=crops, key=jax.random.key(0))
+            images.append(np.asarray(r.images))
+            before_default = compiles[0]
+            fv.optimize(cnn.model_fn, cnn.params, fv.logit(jnp.arange(2)), pz, steps=2,
+                        key=jax.random.key(seed))
+            counts.append((before_default - before, compiles[0] - before_default))
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert counts[0][0] > 0 and counts[0][1] > 0, counts
+    assert counts[1:] == [(0, 0), (0, 0)], counts
+    assert not np.allclose(images[0], images[1])    # same key: only the directions changed

@@ -355,8 +355,10 @@ def test_a_1000_class_atlas_loads_fast_and_searches_by_wordnet_id(browser, big_a
 @needs_fmnist
 def test_classes_of_one_bucket_compile_once(tmp_path, fmnist_cnn, monkeypatch):
     """Issue 24: the builder rebuilt CRAFT for every class and CRAFT jitted inside, so every
-    class compiled again. Now CRAFT is built once and classes are padded to bucket sizes: a
-    second and third class of the same bucket compile nothing (MACO off here)."""
+    class compiled again, and so did MACO (a new objective, parameterization and transforms per
+    class). Now CRAFT is built once, classes are padded to bucket sizes and the visualization is
+    one jitted program with the concept directions as inputs: a second and third class of the
+    same bucket compile nothing, MACO included."""
     from xjax.lens import _build
 
     assert [_build.bucket(n, minimum=4, maximum=24) for n in (1, 4, 5, 9, 17, 24, 30)] == [
@@ -380,8 +382,8 @@ def test_classes_of_one_bucket_compile_once(tmp_path, fmnist_cnn, monkeypatch):
     try:
         records = xjax.lens.build_lens(fmnist_cnn, x[:600], y[:600], str(tmp_path),
                                        classes=[0, 1, 7], nb_concepts=3, images_per_class=24,
-                                       patch_size=12, viz_steps=0, examples=2, progress=False,
-                                       batch_size=32)
+                                       patch_size=12, viz_steps=3, viz_crops=2, examples=2,
+                                       progress=False, batch_size=32)
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
     assert [r["images"] for r in records] == [24, 24, 24]

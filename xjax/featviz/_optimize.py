@@ -5,7 +5,17 @@ Each step renders the image with ``jax.vjp`` of the parameterization, takes the 
 the objective (averaged over the transformed copies) with respect to the image, pulls it back to
 the parameters and applies the optimizer (maximization). The absolute image gradients are summed
 over the steps: MACO's transparency map (free, since the image gradient is computed anyway).
+
+The loop is one jitted program keyed by what shapes it (the model function, the objective's
+terms without their arguments, the parameterization, the transforms, the optimizer, the step
+count); the model's parameters, the objective's arguments (indices, directions) and the key are
+its inputs. A second call with new directions of the same shapes (the next class of a Lens atlas)
+compiles nothing, as long as the callables are the same objects: build the parameterization and
+the transforms once and pass them again. The default optimizer and transforms are cached.
 """
+
+import dataclasses
+import functools
 
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -34,8 +44,14 @@ class OptimizeResult(NamedTuple):
     params: Any
 
 
-def _default_optimizer(parameterization):
-    return optax.nadam(1.0) if parameterization.name == "maco" else optax.adam(0.05)
+@functools.cache
+def _default_optimizer(name: str) -> optax.GradientTransformation:
+    return optax.nadam(1.0) if name == "maco" else optax.adam(0.05)
+
+
+@functools.cache
+def _default_transforms(name: str, size: tuple[int, int]) -> Transform:
+    return random_crops(size) if name == "maco" else lucid(size)
 
 
 def optimize(model_fn: Callable, params, objective: Objective, parameterization: Parameterization,
@@ -72,16 +88,28 @@ def optimize(model_fn: Callable, params, objective: Objective, parameterization:
         raise ValueError("optimize: key=jax.random.key(seed) is required (initialization and "
                          "transforms)")
     size = tuple(parameterization.shape[:2]) if input_size is None else tuple(input_size)
-    if transforms is None:
-        transforms = random_crops(size) if parameterization.name == "maco" else lucid(size)
-    opt = _default_optimizer(parameterization) if optimizer is None else optimizer
+    transforms = _default_transforms(parameterization.name, size) if transforms is None \
+        else transforms
+    opt = _default_optimizer(parameterization.name) if optimizer is None else optimizer
     # what the model sees: the transforms' output on a rendered image (abstractly)
     seen = jax.eval_shape(lambda k: transforms(
         k, parameterization.render(parameterization.init(k))[None], jnp.float32(0.0)), key)
     objective.check(model_fn, params, jax.ShapeDtypeStruct((1,) + tuple(seen.shape[1:]),
                                                            seen.dtype))
     args = [jnp.asarray(a) for a in objective.combinations()]
-    k = objective.batch
+    shape = Objective(tuple(dataclasses.replace(t, arg=None) for t in objective.terms))
+    return _run(params, args, key, model_fn=model_fn, objective=shape,
+                parameterization=parameterization, transforms=transforms, optimizer=opt,
+                steps=steps)
+
+
+@functools.partial(jax.jit, static_argnames=("model_fn", "objective", "parameterization",
+                                             "transforms", "optimizer", "steps"))
+def _run(params, args, key, *, model_fn, objective, parameterization, transforms, optimizer,
+         steps) -> OptimizeResult:
+    """The loop; ``objective`` carries the terms without their arguments (``args``)."""
+    opt = optimizer
+    k = args[0].shape[0]
     k_init, k_steps = jax.random.split(key)
     init = jax.vmap(parameterization.init)(jax.random.split(k_init, k))
     with jax.numpy_dtype_promotion("standard"):   # optax mixes Python floats and int counters

@@ -136,7 +136,7 @@ def bucket(n: int, *, minimum: int, maximum: int) -> int:
 
 
 def _build_class(model, cr, x_pad, n, logits, correct, c, name, folder, *, nb_concepts, method,
-                 viz_steps, viz_crops, n_examples, key, batch_size):
+                 viz_steps, viz, n_examples, key, batch_size):
     """One class from ``x_pad``: its ``n`` images cycled to the bucket size (each image at most
     twice; duplicates are left out of the importances, crops and examples)."""
     from xjax import featviz as fv
@@ -155,12 +155,10 @@ def _build_class(model, cr, x_pad, n, logits, correct, c, name, folder, *, nb_co
     comps = np.asarray(bank.components)
     vizs = {}
     if viz_steps > 0:
-        h, w, ch = model.input_shape
+        parameterization, transforms = viz
         r = fv.optimize(model.model_fn, p, fv.concept_objective(bank, order,
                                                                 features_fn=model.features_fn),
-                        fv.maco((2 * h, 2 * w, ch)), steps=viz_steps, key=key,
-                        transforms=fv.random_crops((h, w), nb_crops=viz_crops, box_start=0.9,
-                                                   box_end=0.5))
+                        parameterization, steps=viz_steps, key=key, transforms=transforms)
         for j, i in enumerate(order):
             alpha = fv.transparency_alpha(np.asarray(r.transparency[j]))
             img = np.asarray(r.images[j])
@@ -327,6 +325,13 @@ def _build_classes(model, images, labels, out, rundir, classes, names, pred, all
     # built once: its compiled programs serve every class of the same bucket size
     cr = craft(model.features_fn, model.head_fn, nb_concepts=nb_concepts, patch_size=patch_size,
                layer="the model's features_fn", batch_size=batch_size)
+    # the MACO image and its crops, built once: the visualization compiles once for all classes
+    viz = None
+    if viz_steps > 0:
+        from xjax import featviz as fv
+        h, w, ch = model.input_shape
+        viz = (fv.maco((2 * h, 2 * w, ch)),
+               fv.random_crops((h, w), nb_crops=viz_crops, box_start=0.9, box_end=0.5))
     records, skipped = [], []
     bar = tqdm(classes, desc="Lens classes", disable=not progress)
     for c in bar:
@@ -350,7 +355,7 @@ def _build_classes(model, images, labels, out, rundir, classes, names, pred, all
         t0 = time.perf_counter()
         rec = _build_class(model, cr, x_pad, n, all_logits[idx, c], labels[idx] == c,
                            c, names[c], folder, nb_concepts=nb_concepts, method=method,
-                           viz_steps=viz_steps, viz_crops=viz_crops, n_examples=examples,
+                           viz_steps=viz_steps, viz=viz, n_examples=examples,
                            key=jax.random.fold_in(jax.random.key(seed), c),
                            batch_size=batch_size)
         rec["slug"] = slug
