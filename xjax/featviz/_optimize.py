@@ -16,7 +16,6 @@ the transforms once and pass them again. The default optimizer and transforms ar
 
 import dataclasses
 import functools
-
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
