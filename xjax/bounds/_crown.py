@@ -194,7 +194,7 @@ def _rows_per_chunk(tape, node, n_rows) -> int:
     return int(max(1, min(n_rows, ROW_BUDGET // (2 * widest))))
 
 
-def _one_sided_rows(tape, node, bounds_of, x_node, lower, upper):
+def _elementwise_bounds(tape, node, bounds_of, x_node, lower, upper):
     """``(lower, upper)`` of every element of ``node``: one spec row per element, in chunks of
     rows (one compiled backward pass, iterated by ``lax.map``) so that memory stays bounded."""
     b, rest = node.shape[0], node.shape[1:]
@@ -231,7 +231,7 @@ def tighten(tape, x_node, lower, upper) -> dict:
             if not is_node(pre) or pre.index == x_node.index or pre.index in tightened \
                     or not jnp.issubdtype(pre.lo.dtype, jnp.floating):
                 continue
-            lo, hi = _one_sided_rows(tape, pre, bounds_of, x_node, lower, upper)
+            lo, hi = _elementwise_bounds(tape, pre, bounds_of, x_node, lower, upper)
             lo = jnp.maximum(lo, pre.lo.astype(_F32))
             hi = jnp.minimum(hi, pre.hi.astype(_F32))
             tightened[pre.index] = (lo, hi)
