@@ -153,9 +153,10 @@ def models(args, save=lambda rows: None):
                 kw.update(empirical=True, features_fn=m.features_fn, head_fn=m.head_fn)
             explain = xjax.attributions.eva(m.model_fn, **kw)
             maps, compile_s, run_s, temp = _compiled(_eva_fn(explain, yv), m.params, x)
+            label = "eva (empirical)" if variant == "empirical" else \
+                f"eva (certified, {args.eva_bound}, {args.eva_grid}x{args.eva_grid})"
             rows.append({"model": name, "size": int(x.shape[1]), "epsilon": eps,
-                         "method": f"eva ({variant}, {args.eva_bound}, {args.eva_grid}x{args.eva_grid})"
-                         if variant == "certified" else "eva (empirical)", "compile_s": compile_s,
+                         "method": label, "compile_s": compile_s,
                          "s_per_image": run_s, "forward_s": fwd, "temp_bytes": temp,
                          "finite_map": bool(jnp.isfinite(maps).all())})
             save(rows)

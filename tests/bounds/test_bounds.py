@@ -340,7 +340,6 @@ def test_crown_intermediate_rows_in_chunks_equal_one_pass(monkeypatch):
     _assert_sound(model_fn, params, lo, hi, chunked, jax.random.key(6))
 
 
-
 def test_zoo_resnet18_crown_end_to_end():
     """ResNet-18 around a real photo (16 x 16, radius 1e-4): IBP and CROWN-IBP are vacuous on a
     deep network (widths of order 1e12: every layer multiplies them by |W|), full CROWN is not

@@ -163,11 +163,11 @@ def test_new_directions_of_the_same_shapes_compile_nothing(cnn):
     crops = fv.random_crops((28, 28), nb_crops=2)
     rng = np.random.default_rng(0)
     layer = cnn.features_fn
+    width = layer(cnn.params, jnp.zeros((1, 28, 28, 1))).shape[-1]
     jax.monitoring.register_event_duration_secs_listener(listen)
     try:
         counts, images = [], []
         for seed in range(3):
-            width = cnn.features_fn(cnn.params, jnp.zeros((1, 28, 28, 1))).shape[-1]
             v = rng.normal(size=(2, width))
             before = compiles[0]
             r = fv.optimize(cnn.model_fn, cnn.params, fv.direction(v, layer=layer), pz, steps=2,
