@@ -3,11 +3,15 @@
     python benchmarks/lens.py --json benchmarks/results/lens_lite0_cpu.json
 
 Builds ``make demo``'s ImageNet atlas (EfficientNet-Lite0 over the crops of the bundled photos,
-``--dataset samples``) from scratch and reads each class's build seconds from its ``class.json``.
-The first class pays the compilations of its bucket; the others of the same bucket reuse them
-(MACO's loop still compiles per class: its objective closes over the concept vectors), so the
-cost of a 1000-class atlas is about ``1000 x`` the per-class time of a later class, plus one
-first class per bucket.
+``--dataset samples``) from scratch and reads each class's build seconds, and the seconds of
+each phase (CRAFT fit, importance, MACO visualization, concept maps, crops, example maps), from
+its ``class.json``. The first class pays the compilations of its bucket; the others of the same
+bucket reuse them, so the cost of a 1000-class atlas is about ``1000 x`` the per-class time of a
+later class, plus one first class per bucket.
+
+The visualization's model-call time is measured apart: one forward+backward of ``features_fn``
+on ``concepts x viz_crops`` images (one MACO step's model call, compile excluded) times the
+steps; the visualization phase over it is MACO's overhead ratio.
 """
 
 import argparse
@@ -16,7 +20,9 @@ import os
 import tempfile
 import time
 
-from _common import provenance
+import jax
+import jax.numpy as jnp
+from _common import provenance, timed
 
 import xjax
 
@@ -45,17 +51,29 @@ def main():
             model_name="efficientnet_lite0", dataset_name="samples", progress=False)
         total = time.perf_counter() - t0
     classes = [{"name": r["name"], "wnid": r["wnid"], "images": r["images"],
-                "seconds": r["seconds"]} for r in records]
+                "seconds": r["seconds"], "phase_seconds": r["phase_seconds"]} for r in records]
     for c in classes:
         print(f"{c['name']:24s} {c['images']:3d} images  {c['seconds']:7.1f} s", flush=True)
     later = [c["seconds"] for c in classes[1:]]
+    phases = {k: sum(c["phase_seconds"][k] for c in classes[1:]) / len(later)
+              for k in classes[0]["phase_seconds"]} if later else None
+    rows = args.concepts * 8                               # build_lens's default viz_crops
+    xb = jnp.asarray(x[:1].repeat(rows, 0))
+    step = jax.jit(jax.grad(lambda v: model.features_fn(model.params, v).sum()))
+    step_s = timed(step, xb, repeats=2)
+    maco_calls = args.viz_steps * step_s
     result = {**provenance(), "model": "efficientnet_lite0", "dataset": "samples",
               "images": int(len(x)), "settings": settings, "total_seconds": total,
               "classes": classes,
               "first_class_seconds": classes[0]["seconds"] if classes else None,
-              "later_class_seconds_mean": sum(later) / len(later) if later else None}
+              "later_class_seconds_mean": sum(later) / len(later) if later else None,
+              "later_class_phase_seconds_mean": phases,
+              "maco_step_model_call_seconds": step_s, "maco_rows_per_step": rows,
+              "maco_model_call_seconds": maco_calls,
+              "maco_overhead_ratio": phases["visualization"] / maco_calls if phases else None}
     print(f"total {total:.1f} s; first class {result['first_class_seconds']} s; later classes "
-          f"{result['later_class_seconds_mean']} s on average")
+          f"{result['later_class_seconds_mean']} s on average; phases {phases}; MACO model calls "
+          f"{maco_calls:.1f} s (ratio {result['maco_overhead_ratio']})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

@@ -446,6 +446,19 @@ def _train(args, parser) -> int:
     return 0
 
 
+def _lens_devices(n, parser):
+    """The first ``n`` local devices (``None``: all of them)."""
+    import jax
+
+    if n is None:
+        return None
+    local = jax.local_devices()
+    if not 1 <= n <= len(local):
+        parser.error(f"--devices: expected a count in [1, {len(local)}] (the local devices: "
+                     f"{', '.join(map(str, local))}), got {n}")
+    return local[:n]
+
+
 def _lens(args, parser) -> int:
     import xjax
 
@@ -500,7 +513,7 @@ def _lens(args, parser) -> int:
             method=args.method, viz_steps=args.viz_steps, examples=args.examples,
             seed=args.seed, title=f"xjax Lens: {args.model} on {os.path.basename(args.dataset)}",
             model_name=args.model, dataset_name=args.dataset, overwrite=args.overwrite,
-            batch_size=batch_size)
+            batch_size=batch_size, devices=_lens_devices(args.devices, parser))
     except (SettingsMismatch, LockedError) as e:
         parser.error(str(e))
     except ValueError as e:                  # bad settings, or no class could be built
@@ -627,6 +640,9 @@ def main(argv: list[str] | None = None) -> int:
     lb.add_argument("--batch-size", type=_batch_size,
                     default=os.environ.get("XJAX_BATCH_SIZE", "auto"),
                     help="most images in one model call; auto (default): measured for the model")
+    lb.add_argument("--devices", type=int, default=None,
+                    help="spread classes over the first N local devices (default: all "
+                         "accelerators; on CPU one device)")
     lb.add_argument("--out", default="out/lens")
     lb.add_argument("--overwrite", action="store_true",
                     help="rebuild an atlas in --out that was built with other settings")

@@ -236,6 +236,14 @@ def test_cli_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["lens", "build", "--model", "nope", "--out", str(tmp_path)])
     assert "unknown zoo model" in capsys.readouterr().err
+    import argparse
+
+    from xjax.cli import _lens_devices
+
+    assert _lens_devices(2, argparse.ArgumentParser()) == jax.local_devices()[:2]
+    with pytest.raises(SystemExit):
+        _lens_devices(99, argparse.ArgumentParser(prog="xjax lens build"))
+    assert "--devices: expected a count in [1, 8]" in capsys.readouterr().err
 
 
 def test_no_class_built_is_an_error_naming_the_cause(tmp_path, fmnist_cnn, capsys):
@@ -389,3 +397,43 @@ def test_classes_of_one_bucket_compile_once(tmp_path, fmnist_cnn, monkeypatch):
     assert [r["images"] for r in records] == [24, 24, 24]
     assert per_class[0] > 0 and per_class[1:] == [0, 0], per_class
     assert all(r["seconds"] > 0 for r in records)
+
+
+@needs_fmnist
+def test_classes_spread_over_devices_build_the_same_atlas(atlas, tmp_path, fmnist_cnn,
+                                                          monkeypatch):
+    """Classes spread over two devices (one worker thread each) give the same class records and
+    byte-identical images as the one-device build, and both devices take classes."""
+    from xjax.lens import _build
+
+    used, real = [], _build._build_class
+
+    def where(*args, **kw):
+        used.append(next(iter(jax.numpy.zeros(()).devices())))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(_build, "_build_class", where)
+    out, records = atlas
+    x, y = xjax.lens.dataset_arrays("fashion_mnist", fmnist_cnn)
+    two = jax.local_devices()[:2]
+    spread = xjax.lens.build_lens(fmnist_cnn, x[:600], y[:600], str(tmp_path), classes=[0, 1, 7],
+                                  nb_concepts=3, images_per_class=24, patch_size=12, viz_steps=4,
+                                  viz_crops=2, examples=1, progress=False, devices=two)
+    assert len(used) == 3 and set(used) == set(two)         # both devices built classes
+
+    def timeless(r):
+        return {k: v for k, v in r.items() if k not in ("seconds", "phase_seconds")}
+
+    assert [timeless(r) for r in spread] == [timeless(r) for r in records]
+    for r in records:
+        here = os.path.join(out, "classes", r["slug"])
+        there = os.path.join(str(tmp_path), "classes", r["slug"])
+        for f in sorted(os.listdir(here)):
+            if f.endswith(".png"):
+                with open(os.path.join(here, f), "rb") as a, open(os.path.join(there, f), "rb") as b:
+                    assert a.read() == b.read(), (r["slug"], f)
+    assert set(records[0]["phase_seconds"]) == {"fit", "importance", "visualization",
+                                                "concept maps", "crops", "examples"}
+    with pytest.raises(TypeError, match="devices must be None or a non-empty sequence"):
+        xjax.lens.build_lens(fmnist_cnn, x[:600], y[:600], str(tmp_path / "b"), classes=[0],
+                             devices=[two[0], two[0]])

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 
 import jax
@@ -106,7 +107,15 @@ def _predict(model, x, batch):
                            for i in range(0, len(x), batch)])
 
 
+_PLOT_LOCK = threading.Lock()     # matplotlib's text layout is not thread-safe
+
+
 def _examples_figure(path, images, method_maps, concept_maps, concept_ids, method):
+    with _PLOT_LOCK:
+        _draw_examples(path, images, method_maps, concept_maps, concept_ids, method)
+
+
+def _draw_examples(path, images, method_maps, concept_maps, concept_ids, method):
     from xjax import plots
     from xjax.plots import heatmap_overlay
 
@@ -135,22 +144,41 @@ def bucket(n: int, *, minimum: int, maximum: int) -> int:
     return min(b, max(maximum, n))
 
 
+class _Phases:
+    """Seconds spent in each phase of one class's build, shown on the progress bar as they
+    finish (every phase ends on a host transfer, so the clock sees the device's work)."""
+
+    def __init__(self, bar):
+        self.bar, self.seconds, self._t = bar, {}, time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        t = time.perf_counter()
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + t - self._t, 3)
+        self._t = t
+        if self.bar is not None:          # "fit 12.0 s, importance 0.4 s, ..." so far this class
+            self.bar.set_postfix_str(", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items()))
+
+
 def _build_class(model, cr, x_pad, n, logits, correct, c, name, folder, *, nb_concepts, method,
-                 viz_steps, viz, n_examples, key, batch_size):
+                 viz_steps, viz, n_examples, key, batch_size, phase):
     """One class from ``x_pad``: its ``n`` images cycled to the bucket size (each image at most
-    twice; duplicates are left out of the importances, crops and examples)."""
+    twice; duplicates are left out of the importances, crops and examples); ``phase(name)`` is
+    called as each phase ends."""
     from xjax import featviz as fv
     from xjax.attributions import from_name
     from xjax.concepts import strategic_clusters
 
     p = model.params
     bank = cr.fit(p, x_pad)
+    jax.block_until_ready(bank)
+    phase("fit")
     x_c = x_pad[:n]
     phi = np.asarray(cr.importance(p, bank, x_pad, c, method="gradient_input"))[:n]  # [n, R]
     share = phi.sum(0) / max(float(np.abs(logits.sum())), 1e-12)    # Lens: share of the logits
     clusters = strategic_clusters(jnp.asarray(phi), jnp.asarray(correct),
                                   min_points=max(2, len(x_c) // 20))
     order = [int(i) for i in np.argsort(-share)]
+    phase("importance")
     codes = np.asarray(bank.codes)
     comps = np.asarray(bank.components)
     vizs = {}
@@ -166,11 +194,13 @@ def _build_class(model, cr, x_pad, n, logits, correct, c, name, folder, *, nb_co
             rgba = np.concatenate([img, 0.25 + 0.75 * alpha[..., None]], -1)
             _png(os.path.join(folder, f"concept_{i}_viz.png"), _fit(rgba, 160))
             vizs[i] = f"concept_{i}_viz.png"
+        phase("visualization")
     n_ex = min(n_examples, n)
     xe, cmaps = x_c[:n_ex], {}
     if n_ex:                          # each concept's attribution maps on the example images
         for i in order:
             cmaps[i] = np.asarray(cr.attribute(p, bank, xe, jnp.full((n_ex,), i, jnp.int32)))
+        phase("concept maps")
     concepts = []
     crops_all = np.asarray(bank.crops)
     codes = np.where((np.asarray(bank.crop_source) < n)[:, None], codes, -np.inf)  # no copies
@@ -193,6 +223,7 @@ def _build_class(model, cr, x_pad, n, logits, correct, c, name, folder, *, nb_co
     top = crops_all[np.argsort(-codes[:, best])[:8]]          # its most varied top crop
     thumb = top[int(np.argmax(top.reshape(len(top), -1).std(1)))]
     _png(os.path.join(folder, "thumb.png"), _upscale(thumb, 96))
+    phase("crops")
     examples = []
     if n_ex:
         y = jnp.full((n_ex,), c, jnp.int32)
@@ -204,13 +235,15 @@ def _build_class(model, cr, x_pad, n, logits, correct, c, name, folder, *, nb_co
         path = os.path.join(folder, "examples.png")
         _examples_figure(path, np.asarray(xe), np.asarray(maps), cm, top3, method)
         examples.append("examples.png")
+        phase("examples")
     from xjax.data._imagenet import _is_imagenet, imagenet_classes
 
     wnid = imagenet_classes()[c].wnid if _is_imagenet(model.class_names) else None
     return {"name": name, "index": int(c), "wnid": wnid, "images": int(n),
             "thumb": "thumb.png",
             "crops": int((np.asarray(bank.crop_source) < n).sum()), "accuracy": float(np.mean(correct)),
-            "concepts": concepts, "examples": examples, "method": method}
+            "concepts": concepts, "examples": examples, "method": method,
+            "phase_seconds": phase.seconds}
 
 
 def build_lens(model: Model, images: Float[np.ndarray, "N H W C"], labels: Int[np.ndarray, " N"],
@@ -220,7 +253,7 @@ def build_lens(model: Model, images: Float[np.ndarray, "N H W C"], labels: Int[n
                examples: int = 4, seed: int = 0, title: str = "xjax Lens",
                model_name: str = "model", dataset_name: str = "dataset",
                overwrite: bool = False, progress: bool = True,
-               batch_size: int = 256) -> list[dict]:
+               batch_size: int = 256, devices=None) -> list[dict]:
     """Build (or resume) a Lens atlas in ``out``.
 
     ``out`` carries a manifest (``lens-manifest.json``: the weights' and images' fingerprints
@@ -244,6 +277,12 @@ def build_lens(model: Model, images: Float[np.ndarray, "N H W C"], labels: Int[n
       overwrite: rebuild an atlas that was built with other settings.
       batch_size: most images in one model call of the predictions and the attribution maps
         (``xjax lens build --batch-size auto`` measures it with :func:`xjax.tune.batch_size`).
+      devices: the devices classes are spread over: one worker thread per device builds one
+        class at a time on it, the next class going to the first device free; each device
+        compiles its programs once, and a class's content does not depend on the device it
+        ran on. Default: every local device of an accelerator backend; on CPU the first device
+        only (XLA:CPU already spreads one program over the cores, and host devices made with
+        ``jax_num_cpu_devices`` share those cores).
 
     Returns:
       The class records (``class.json`` contents), in class order.
@@ -266,6 +305,7 @@ def build_lens(model: Model, images: Float[np.ndarray, "N H W C"], labels: Int[n
     if images_per_class < _min_images(nb_concepts):
         raise ValueError(f"build_lens: images_per_class must be at least {_min_images(nb_concepts)}"
                          f" (4, and at least nb_concepts={nb_concepts}), got {images_per_class}")
+    devices = _devices(devices)
     all_logits = _predict(model, images, batch_size)
     pred = all_logits.argmax(1)
     if classes is None:
@@ -290,7 +330,7 @@ def build_lens(model: Model, images: Float[np.ndarray, "N H W C"], labels: Int[n
                                  images_per_class=images_per_class, patch_size=patch_size,
                                  method=method, viz_steps=viz_steps, viz_crops=viz_crops,
                                  examples=examples, seed=seed, progress=progress,
-                                 batch_size=batch_size)
+                                 batch_size=batch_size, devices=devices)
         slugs = [r["slug"] for r in records]
         related = related_concepts(records)
         groups = class_groups(records)
@@ -306,7 +346,7 @@ def build_lens(model: Model, images: Float[np.ndarray, "N H W C"], labels: Int[n
 
 def _build_classes(model, images, labels, out, rundir, classes, names, pred, all_logits, *,
                    nb_concepts, images_per_class, patch_size, method, viz_steps, viz_crops,
-                   examples, seed, progress, batch_size):
+                   examples, seed, progress, batch_size, devices):
     """Build each class not finished yet, recording its ``class.json`` and files in the
     manifest; the records in class order."""
     from tqdm.auto import tqdm
@@ -332,42 +372,79 @@ def _build_classes(model, images, labels, out, rundir, classes, names, pred, all
         h, w, ch = model.input_shape
         viz = (fv.maco((2 * h, 2 * w, ch)),
                fv.random_crops((h, w), nb_crops=viz_crops, box_start=0.9, box_end=0.5))
-    records, skipped = [], []
-    bar = tqdm(classes, desc="Lens classes", disable=not progress)
-    for c in bar:
+    records, skipped, todo = {}, [], []
+    for c in classes:                    # finished classes are read back, the rest queued
         slug = class_slug(c, names[c])
-        folder = os.path.join(out, "classes", slug)
         marker = f"classes/{slug}/class.json"
         if finished(marker):
             with open(os.path.join(out, marker)) as f:
-                records.append(json.load(f))
+                records[c] = json.load(f)
             continue
         rundir.forget(marker)
         predicted = np.flatnonzero(pred == c)
-        idx = predicted[:images_per_class]
-        if len(idx) < _min_images(nb_concepts):
+        if min(len(predicted), images_per_class) < _min_images(nb_concepts):
             skipped.append(f"{names[c]!r} ({len(predicted)})")
-            continue
+        else:
+            todo.append(c)
+    bar = tqdm(total=len(todo), desc="Lens classes", unit="class", disable=not progress)
+
+    def build(c, device):
+        """Class ``c`` on ``device``: its files, then its record (written by the caller)."""
+        slug = class_slug(c, names[c])
+        folder = os.path.join(out, "classes", slug)
         os.makedirs(folder, exist_ok=True)
+        idx = np.flatnonzero(pred == c)[:images_per_class]
         n = len(idx)
         size = bucket(n, minimum=_min_images(nb_concepts), maximum=images_per_class)
-        x_pad = jnp.asarray(images[idx[np.arange(size) % n]])
         t0 = time.perf_counter()
-        rec = _build_class(model, cr, x_pad, n, all_logits[idx, c], labels[idx] == c,
-                           c, names[c], folder, nb_concepts=nb_concepts, method=method,
-                           viz_steps=viz_steps, viz=viz, n_examples=examples,
-                           key=jax.random.fold_in(jax.random.key(seed), c),
-                           batch_size=batch_size)
+        with jax.default_device(device):
+            x_pad = jnp.asarray(images[idx[np.arange(size) % n]])
+            rec = _build_class(model, cr, x_pad, n, all_logits[idx, c], labels[idx] == c,
+                               c, names[c], folder, nb_concepts=nb_concepts, method=method,
+                               viz_steps=viz_steps, viz=viz, n_examples=examples,
+                               key=jax.random.fold_in(jax.random.key(seed), c),
+                               batch_size=batch_size,
+                               phase=_Phases(bar if progress and len(devices) == 1 else None))
         rec["slug"] = slug
-        rec["seconds"] = round(time.perf_counter() - t0, 3)      # build time, compilation included
+        rec["seconds"] = round(time.perf_counter() - t0, 3)  # build time, compilation included
         write_class_page(out, rec, (None, None))
-        assets = {f"classes/{slug}/{f}": {"sha256": sha256_file(os.path.join(folder, f)),
-                                          "bytes": os.path.getsize(os.path.join(folder, f))}
+        return rec
+
+    def record(rec):                     # the class is finished: its files enter the manifest
+        folder = os.path.join(out, "classes", rec["slug"])
+        assets = {f"classes/{rec['slug']}/{f}": {"sha256": sha256_file(os.path.join(folder, f)),
+                                                 "bytes": os.path.getsize(os.path.join(folder, f))}
                   for f in sorted(os.listdir(folder))
                   if f != "class.json" and f != "index.html" and not f.startswith(".")}
-        rundir.write(marker, lambda fh, r=rec: fh.write(json.dumps(r).encode()),
-                     assets=assets)                       # the class is finished
-        records.append(rec)
+        rundir.write(f"classes/{rec['slug']}/class.json",
+                     lambda fh: fh.write(json.dumps(rec).encode()), assets=assets)
+        records[rec["index"]] = rec
+        bar.update()
+
+    if len(devices) == 1:
+        for c in todo:
+            record(build(c, devices[0]))
+    else:                                # one worker per device, each taking the next class
+        import concurrent.futures
+        import queue
+
+        free = queue.Queue()
+        for d in devices:
+            free.put(d)
+
+        def on_a_free_device(c):
+            d = free.get()
+            try:
+                return build(c, d)
+            finally:
+                free.put(d)
+
+        with concurrent.futures.ThreadPoolExecutor(len(devices)) as pool:
+            for fut in concurrent.futures.as_completed([pool.submit(on_a_free_device, c)
+                                                        for c in todo]):
+                record(fut.result())
+    bar.close()
+    records = [records[c] for c in classes if c in records]
     if skipped:                          # one line, however many classes (1000 at ImageNet scale)
         print(f"lens: skipped {len(skipped)} of {len(classes)} classes with fewer images predicted "
               f"as them than the {_min_images(nb_concepts)} a class needs (at least 4 and at least "
@@ -379,6 +456,25 @@ def _build_classes(model, images, labels, out, rundir, classes, names, pred, all
                          f" has fewer than {_min_images(nb_concepts)} images predicted as it; give "
                          f"more images per class or fewer concepts")
     return records
+
+
+def _devices(devices) -> list:
+    """``devices`` checked: a non-empty sequence of distinct ``jax.Device`` (default: every
+    local accelerator, or the first CPU device)."""
+    if devices is None:
+        local = jax.local_devices()
+        return local[:1] if local[0].platform == "cpu" else local
+    if isinstance(devices, jax.Device):
+        devices = [devices]
+    try:
+        devices = list(devices)
+    except TypeError:
+        devices = None
+    if not devices or not all(isinstance(d, jax.Device) for d in devices) \
+            or len(set(devices)) != len(devices):
+        raise TypeError("build_lens: devices must be None or a non-empty sequence of distinct "
+                        f"jax.Device (for example jax.local_devices()[:2]), got {devices!r}")
+    return devices
 
 
 def _min_images(nb_concepts: int) -> int:
