@@ -99,18 +99,39 @@ def peers_block(paths: list[str]) -> str:
     return "\n".join(lines)
 
 
-def lens_block(path: str) -> str:
+def lens_block(paths: list[str]) -> str:
+    """One paragraph per results file (this CPU's, and a GPU's where one was lent)."""
+    return "\n\n".join(_lens_paragraph(p) for p in paths)
+
+
+def _lens_paragraph(path: str) -> str:
     with open(path) as f:
         r = json.load(f)
     s = r["settings"]
     later = r["later_class_seconds_mean"]
-    return (f"Measured build time on this CPU: {len(r['classes'])} classes of EfficientNet-Lite0 "
+    platform = r["machine"].split(",")[-1].split()[0]
+    where = "this CPU" if platform == "cpu" else f"one GPU ({r['machine']})"
+    return (f"Measured build time on {where}: {len(r['classes'])} classes of EfficientNet-Lite0 "
             f"over {r['images']} crops of the bundled photos ({s['concepts']} concepts, "
             f"{s['viz_steps']} MACO steps, {s['examples']} example images) in "
             f"{r['total_seconds']:.0f} s: the first class {r['first_class_seconds']:.0f} s "
             f"(compilation included), each later class {later:.0f} s on average"
             + (f", so about {1000 * later / 3600:.1f} h for 1000 such classes" if later else "")
-            + f". {_provenance(r, path)}.")
+            + f". {_provenance(r, path)}." + _lens_phases(r))
+
+
+def _lens_phases(r: dict) -> str:
+    """Where a later class's time goes, and MACO's time against its own model calls."""
+    phases = r.get("later_class_phase_seconds_mean")
+    if not phases:
+        return ""
+    total = sum(phases.values())
+    split = ", ".join(f"{k} {v:.1f} s ({100 * v / total:.0f}%)" for k, v in phases.items())
+    return (f" A later class, phase by phase: {split}. The MACO visualization's model calls "
+            f"(one forward+backward of the features on {r['maco_rows_per_step']} images per "
+            f"step, {r['maco_step_model_call_seconds']:.2f} s, times "
+            f"{r['settings']['viz_steps']} steps) take {r['maco_model_call_seconds']:.0f} s: the "
+            f"visualization runs at {r['maco_overhead_ratio']:.2f}x of its model calls.")
 
 
 def tune_block(path: str) -> str:
@@ -141,8 +162,8 @@ def blocks() -> dict[str, tuple[str, str]]:
     peers = sorted(glob.glob(os.path.join(RESULTS, "peers_*.json")))
     if peers:
         out["peers"] = (README, peers_block(peers))
-    lens = os.path.join(RESULTS, "lens_lite0_cpu.json")
-    if os.path.exists(lens):
+    lens = sorted(glob.glob(os.path.join(RESULTS, "lens_lite0_*.json")))   # cpu before gpu
+    if lens:
         out["lens"] = (README, lens_block(lens))
     tune = os.path.join(RESULTS, "tune_cpu.json")
     if os.path.exists(tune):

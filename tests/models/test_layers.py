@@ -1,13 +1,15 @@
-"""``xjax.models._layers.max_pool``: reduce_window's values and gradients, without
-select-and-scatter (issue 25)."""
+"""``xjax.models._layers``: ``max_pool`` has reduce_window's values and gradients, without
+select-and-scatter; ``depthwise_conv`` (slices, no grouped convolution) equals a float64 NumPy
+depthwise convolution, and its gradients the grouped convolution's (issue 25)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from jax import lax
 
-from xjax.models._layers import max_pool
+from xjax.models._layers import Conv2d, depthwise_conv, max_pool, tf_same_padding
 
 
 def reference(x, window, stride, padding):
@@ -68,3 +70,51 @@ def test_bound_transforms_see_the_reduce_window():
                                method=method)(1.0, lo, hi)
         np.testing.assert_allclose(b.lower, r.lower, rtol=1e-6)
         np.testing.assert_allclose(b.upper, r.upper, rtol=1e-6)
+
+
+def _numpy_depthwise(x, kernel, stride, padding):
+    """float64 loops over output pixels and taps: ``y[b, i, j, c] = sum_{u, v} xp[b, s i + u,
+    s j + v, c] w[u, v, 0, c]``."""
+    x, kernel = np.asarray(x, np.float64), np.asarray(kernel, np.float64)
+    (pt, pb), (pl, pr) = padding
+    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    k = kernel.shape[0]
+    oh, ow = (xp.shape[1] - k) // stride + 1, (xp.shape[2] - k) // stride + 1
+    y = np.zeros((x.shape[0], oh, ow, x.shape[3]))
+    for i in range(oh):
+        for j in range(ow):
+            win = xp[:, i * stride:i * stride + k, j * stride:j * stride + k, :]
+            y[:, i, j, :] = (win * kernel[:, :, 0, :]).sum(axis=(1, 2))
+    return y
+
+
+@pytest.mark.parametrize("h,w,k,stride,padding", [
+    (9, 7, 3, 1, "tf_same"), (10, 11, 5, 2, "tf_same"), (7, 7, 3, 2, "tf_same"),
+    (6, 5, 3, 1, "valid"), (8, 8, 3, 2, 1), (4, 4, 1, 1, "tf_same"), (3, 3, 5, 1, "tf_same")])
+def test_depthwise_conv_equals_numpy_and_the_grouped_convolution(h, w, k, stride, padding):
+    rng = np.random.default_rng(0)
+    c = 4
+    x = jnp.asarray(rng.normal(size=(2, h, w, c)), jnp.float32)
+    kernel = jnp.asarray(rng.normal(size=(k, k, 1, c)), jnp.float32)
+    pad = ([tf_same_padding(h, k, stride), tf_same_padding(w, k, stride)] if padding == "tf_same"
+           else [(0, 0)] * 2 if padding == "valid" else [(padding, padding)] * 2)
+    y = depthwise_conv(x, kernel, stride=stride, padding=pad)
+    np.testing.assert_allclose(y, _numpy_depthwise(x, kernel, stride, pad), rtol=1e-5, atol=1e-5)
+
+    def grouped(a, kern):
+        return lax.conv_general_dilated(a, kern, (stride, stride), pad,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        feature_group_count=c)
+
+    ct = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
+    grads = lambda f: jax.grad(lambda a, kern: (f(a, kern) * ct).sum(), argnums=(0, 1))(x, kernel)
+    for got, want in zip(grads(lambda a, kern: depthwise_conv(a, kern, stride=stride,
+                                                              padding=pad)), grads(grouped),
+                         strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    # the zoo's layer takes this path for depthwise kernels only, and agrees with it
+    conv = Conv2d(c, c, k, stride=stride, padding=padding, groups=c, rngs=nnx.Rngs(0))
+    conv.kernel[...] = kernel
+    np.testing.assert_allclose(conv(x), y, rtol=0, atol=0)
+    hlo = jax.jit(conv.__call__).lower(x).as_text()
+    assert "feature_group_count" not in hlo and "convolution" not in hlo

@@ -29,7 +29,8 @@ class Conv2d(nnx.Module):
       kernel_size: side of the square kernel.
       stride: stride on both axes.
       padding: "tf_same" (TensorFlow's asymmetric SAME), "valid", or an int number of pixels.
-      groups: feature groups (``groups == in_features`` is a depthwise convolution).
+      groups: feature groups (``groups == in_features == out_features`` is a depthwise
+        convolution, computed by :func:`depthwise_conv`).
       use_bias: add a bias.
       rngs: ``nnx.Rngs`` for the He-normal initialization.
     """
@@ -56,12 +57,47 @@ class Conv2d(nnx.Module):
             pad = [(0, 0), (0, 0)]
         else:
             pad = [(int(self.padding), int(self.padding))] * 2
-        y = lax.conv_general_dilated(
-            x, self.kernel[...], window_strides=(s, s), padding=pad,
-            dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=self.groups)
+        if self.groups > 1 and self.groups == x.shape[-1] == self.kernel.shape[-1]:
+            y = depthwise_conv(x, self.kernel[...], stride=s, padding=pad)
+        else:
+            y = lax.conv_general_dilated(
+                x, self.kernel[...], window_strides=(s, s), padding=pad,
+                dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=self.groups)
         if self.bias is not None:
             y = y + self.bias[...].reshape(1, 1, 1, -1)
         return y
+
+
+def depthwise_conv(x: Float[Array, "B H W C"], kernel: Float[Array, "k k 1 C"], *, stride: int,
+                   padding: list[tuple[int, int]]) -> Float[Array, "B h w C"]:
+    """A depthwise convolution (one ``k x k`` filter per channel) as ``k^2`` strided slices of
+    the padded input, each scaled by its filter tap, summed.
+
+    Equal to ``lax.conv_general_dilated(..., feature_group_count=C)`` up to float summation
+    order, and much faster where XLA lowers grouped convolutions poorly: XLA:CPU runs them one
+    to two orders of magnitude slower than the slices, forward and backward, at every
+    depthwise shape of EfficientNet-Lite0 (``benchmarks/layers.py``, results in
+    ``benchmarks/results/layers_cpu.json`` and docs/benchmarks.md). The gradient is pads and
+    multiplies, and the bound transforms see slices, products with constants and sums (exact
+    linear rules).
+
+    Args:
+      x: ``f32[B, H, W, C]``.
+      kernel: ``f32[k, k, 1, C]`` (HWIO with one input channel per group).
+      stride: on both axes.
+      padding: ``[(top, bottom), (left, right)]`` pixels.
+    """
+    k = kernel.shape[0]
+    (pt, pb), (pl, pr) = padding
+    out_h = (x.shape[1] + pt + pb - k) // stride + 1
+    out_w = (x.shape[2] + pl + pr - k) // stride + 1
+    xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    taps = _window_slices(xp, k, stride, out_h, out_w)           # row-major (i, j)
+    w = kernel.reshape(k * k, 1, 1, 1, kernel.shape[-1])          # tap t = (t // k, t % k)
+    y = taps[0] * w[0]
+    for tap, wt in zip(taps[1:], w[1:], strict=True):
+        y = y + tap * wt
+    return y
 
 
 def batch_norm(features: int, *, epsilon: float = 1e-5, rngs: nnx.Rngs) -> nnx.BatchNorm:
