@@ -156,6 +156,29 @@ def tune_block(path: str) -> str:
     return "\n".join(lines)
 
 
+def layers_block(path: str) -> str:
+    with open(path) as f:
+        r = json.load(f)
+    lines = [f"Measured by {_provenance(r, path)}; batch {r['batch']}, best of 3, compilation "
+             "excluded.", "",
+             "| channels | input side | kernel | stride | grouped: forward / input gradient ms |"
+             " slices: forward / input gradient ms | speed-up forward / gradient |",
+             "|---|---|---|---|---|---|---|"]
+    for row in r["layers"]:
+        g = (row["grouped_forward_ms"], row["grouped_input_grad_ms"])
+        sl = (row["slices_forward_ms"], row["slices_input_grad_ms"])
+        lines.append(f"| {row['channels']} | {row['side']} | {row['kernel']} | {row['stride']} | "
+                     f"{g[0]:.3g} / {g[1]:.3g} | {sl[0]:.3g} / {sl[1]:.3g} | "
+                     f"{g[0] / sl[0]:.0f}x / {g[1] / sl[1]:.0f}x |")
+    m = r["efficientnet_lite0"]
+    before, after = m["grouped"], m["slices"]
+    lines += ["", f"EfficientNet-Lite0 at batch {r['batch']}, images/s: forward "
+              f"{before['forward_img_s']:.1f} (grouped) -> {after['forward_img_s']:.1f} (slices), "
+              f"forward+backward {before['forward_backward_img_s']:.1f} -> "
+              f"{after['forward_backward_img_s']:.1f}."]
+    return "\n".join(lines)
+
+
 def blocks() -> dict[str, tuple[str, str]]:
     """``{marker name: (file, generated text)}``."""
     out = {}
@@ -165,6 +188,9 @@ def blocks() -> dict[str, tuple[str, str]]:
     lens = sorted(glob.glob(os.path.join(RESULTS, "lens_lite0_*.json")))   # cpu before gpu
     if lens:
         out["lens"] = (README, lens_block(lens))
+    layers = os.path.join(RESULTS, "layers_cpu.json")
+    if os.path.exists(layers):
+        out["layers"] = (os.path.join(ROOT, "docs", "benchmarks.md"), layers_block(layers))
     tune = os.path.join(RESULTS, "tune_cpu.json")
     if os.path.exists(tune):
         out["tune"] = (os.path.join(ROOT, "docs", "benchmarks.md"), tune_block(tune))
