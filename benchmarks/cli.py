@@ -2,8 +2,10 @@
 
     python benchmarks/cli.py [--json benchmarks/results/cli_cpu.json]
 
-Each command runs twice in fresh processes against an empty compilation cache (a temporary
-``XJAX_COMPILE_CACHE``): the first run compiles and fills the cache, the second reads it. Wall
+Each command runs twice in fresh processes against an empty compilation cache and an empty
+batch-size cache (temporary ``XJAX_COMPILE_CACHE`` and ``XJAX_TUNE_CACHE``): the first run
+measures the batch size (``--batch-size auto``), compiles and fills both caches, the second
+reads them. Wall
 time includes start-up (imports, model loading) and the figure. Beside it, the explanation's own
 compute time (jitted, after compilation) in this process, so that the overhead of the command
 is ``warm / compute``.
@@ -65,7 +67,8 @@ def main(argv=None) -> int:
     rows = []
     for method, params in CASES.items():
         with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as out:
-            env = {**os.environ, "XJAX_COMPILE_CACHE": cache}
+            env = {**os.environ, "XJAX_COMPILE_CACHE": cache,
+                   "XJAX_TUNE_CACHE": os.path.join(cache, "batch_sizes.json")}
             cmd = [sys.executable, "-m", "xjax.cli", "explain", "--model", MODEL, "--method",
                    method, *params, "--images", photo, "--out", out, "--overwrite"]
             cold, warm = wall(cmd, env), wall(cmd, env)

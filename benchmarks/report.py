@@ -179,6 +179,21 @@ def layers_block(path: str) -> str:
     return "\n".join(lines)
 
 
+def cli_block(path: str) -> str:
+    with open(path) as f:
+        r = json.load(f)
+    meta = r["meta"]["provenance"]
+    lines = [f"`{meta['command']}` at commit `{meta['commit']}` on {meta['date'][:10]} "
+             f"({meta['machine']}; file `{os.path.relpath(path, ROOT)}`), "
+             f"{r['meta']['model']}:", "",
+             "| method | cold s | warm s | own compute s | warm / compute |", "|---|---|---|---|---|"]
+    for row in r["rows"]:
+        lines.append(f"| {row['method']} {row['params']} | {row['cold_s']:.2f} | "
+                     f"{row['warm_s']:.2f} | {row['compute_s']:.3f} | "
+                     f"{row['warm_over_compute']:.1f}x |")
+    return "\n".join(lines)
+
+
 def blocks() -> dict[str, tuple[str, str]]:
     """``{marker name: (file, generated text)}``."""
     out = {}
@@ -191,6 +206,9 @@ def blocks() -> dict[str, tuple[str, str]]:
     layers = os.path.join(RESULTS, "layers_cpu.json")
     if os.path.exists(layers):
         out["layers"] = (os.path.join(ROOT, "docs", "benchmarks.md"), layers_block(layers))
+    cli = os.path.join(RESULTS, "cli_cpu.json")
+    if os.path.exists(cli):
+        out["cli"] = (os.path.join(ROOT, "docs", "cli.md"), cli_block(cli))
     tune = os.path.join(RESULTS, "tune_cpu.json")
     if os.path.exists(tune):
         out["tune"] = (os.path.join(ROOT, "docs", "benchmarks.md"), tune_block(tune))
