@@ -1,0 +1,46 @@
+"""ViT-Tiny's blocks one by one: bounds of the top-2 logit margin over a radius-1e-4 box
+around the chelsea photo (16 px, four tokens, random init) for ViTs of 1, 2, 3 ... encoder
+blocks, with compile and run seconds, to see where bounds stop being finite and how full
+CROWN's compile time grows with depth.
+
+    python benchmarks/bounds_vit_depth.py 1,2,3 ibp,crown_ibp,crown
+
+Prints one line per (depth, method); benchmarks/results/bounds_vit_depth_cpu.txt is its output.
+"""
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import xjax
+from xjax.models._bridge import init_module, model_from_nnx
+from xjax.models._vit import VisionTransformer
+
+B = xjax.bounds
+size = 16
+photo = xjax.data.sample_photos(["chelsea"])[0].image
+x = jnp.asarray(xjax.data.resize_center_crop(photo, size)[None])
+for depth in [int(d) for d in sys.argv[1].split(",")]:
+    mod = init_module(lambda rngs, depth=depth: VisionTransformer(image_size=size, patch_size=size // 2,
+                                                     depth=depth, num_classes=1000, rngs=rngs),
+                      jax.random.key(0))
+    m = model_from_nnx(mod, input_shape=(size, size, 3))
+    logits = m.model_fn(m.params, x)
+    top2 = jnp.argsort(logits[0])[-2:]
+    spec = jnp.zeros((1, 1000)).at[0, top2[1]].set(1.0).at[0, top2[0]].add(-1.0)
+    r = 1e-4
+    for method in sys.argv[2].split(","):
+        f = jax.jit(lambda p, lo, hi, m=m, method=method, spec=spec:
+                    B.bounds(m.model_fn, method=method)(p, lo, hi, spec))
+        t = time.perf_counter()
+        c = f.lower(m.params, x - r, x + r).compile()
+        ct = time.perf_counter() - t
+        t = time.perf_counter()
+        out = jax.block_until_ready(c(m.params, x - r, x + r))
+        rt = time.perf_counter() - t
+        lo, hi = (np.asarray(v).ravel()[0] for v in (out.lower, out.upper))
+        print(f"depth {depth} {method}: compile {ct:.1f} s run {rt:.2f} s lo {lo:.4g} "
+              f"hi {hi:.4g} width {hi - lo:.4g} margin {float((spec @ logits[0])[0]):.4g}",
+              flush=True)
