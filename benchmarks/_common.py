@@ -13,16 +13,16 @@ import jax
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def timed(fn, *args, repeats: int) -> float:
-    """Median seconds of ``fn(*args)`` over ``repeats`` runs, after one untimed run (which
-    compiles); results are waited for."""
+def timed(fn, *args, repeats: int, reduce=statistics.median) -> float:
+    """Median (or ``reduce``) seconds of ``fn(*args)`` over ``repeats`` runs, after one untimed
+    run (which compiles); results are waited for."""
     jax.block_until_ready(fn(*args))
     out = []
     for _ in range(repeats):
         t = time.perf_counter()
         jax.block_until_ready(fn(*args))
         out.append(time.perf_counter() - t)
-    return statistics.median(out)
+    return reduce(out)
 
 
 def provenance() -> dict:

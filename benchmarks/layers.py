@@ -12,10 +12,9 @@ the same process ("before"). Compilation excluded (one untimed call); best of 3.
 
 import argparse
 import json
-import time
 
 import jax
-from _common import provenance
+from _common import provenance, timed
 from jax import lax
 
 import xjax
@@ -27,14 +26,8 @@ SHAPES = [(32, 112, 3, 1), (96, 112, 3, 2), (144, 56, 3, 1), (144, 56, 5, 2), (2
           (1152, 7, 3, 1)]
 
 
-def best(fn, *args, repeats=3):
-    jax.block_until_ready(fn(*args))
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        out.append(time.perf_counter() - t)
-    return min(out)
+def best(fn, *args):
+    return timed(fn, *args, repeats=3, reduce=min)
 
 
 def grouped(x, kernel, *, stride, padding):
