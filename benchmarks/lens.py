@@ -34,6 +34,7 @@ def main():
     parser.add_argument("--concepts", type=int, default=4)
     parser.add_argument("--images-per-class", type=int, default=8)
     parser.add_argument("--viz-steps", type=int, default=32)
+    parser.add_argument("--viz-crops", type=int, default=8)
     parser.add_argument("--examples", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--json", default=None)
@@ -41,13 +42,14 @@ def main():
     model = xjax.models.efficientnet_lite0()
     x, y = xjax.lens.sample_crops(model)
     settings = {"concepts": args.concepts, "images_per_class": args.images_per_class,
-                "viz_steps": args.viz_steps, "examples": args.examples,
+                "viz_steps": args.viz_steps, "viz_crops": args.viz_crops, "examples": args.examples,
                 "batch_size": args.batch_size}
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         records = xjax.lens.build_lens(
             model, x, y, out, nb_concepts=args.concepts, images_per_class=args.images_per_class,
-            viz_steps=args.viz_steps, examples=args.examples, batch_size=args.batch_size,
+            viz_steps=args.viz_steps, viz_crops=args.viz_crops, examples=args.examples,
+            batch_size=args.batch_size,
             model_name="efficientnet_lite0", dataset_name="samples", progress=False)
         total = time.perf_counter() - t0
     classes = [{"name": r["name"], "wnid": r["wnid"], "images": r["images"],
@@ -57,7 +59,7 @@ def main():
     later = [c["seconds"] for c in classes[1:]]
     phases = {k: sum(c["phase_seconds"][k] for c in classes[1:]) / len(later)
               for k in classes[0]["phase_seconds"]} if later else None
-    rows = args.concepts * 8                               # build_lens's default viz_crops
+    rows = args.concepts * args.viz_crops                  # one MACO step's images
     xb = jnp.asarray(x[:1].repeat(rows, 0))
     step = jax.jit(jax.grad(lambda v: model.features_fn(model.params, v).sum()))
     step_s = timed(step, xb, repeats=2)

@@ -447,7 +447,8 @@ def _train(args, parser) -> int:
 
 
 def _lens_devices(n, parser):
-    """The first ``n`` local devices (``None``: all of them)."""
+    """The first ``n`` local devices (``None``: build_lens's default, every accelerator or one
+    CPU device)."""
     import jax
 
     if n is None:

@@ -74,9 +74,9 @@ def depthwise_conv(x: Float[Array, "B H W C"], kernel: Float[Array, "k k 1 C"], 
     the padded input, each scaled by its filter tap, summed.
 
     Equal to ``lax.conv_general_dilated(..., feature_group_count=C)`` up to float summation
-    order, and much faster where XLA lowers grouped convolutions poorly: XLA:CPU runs them one
-    to two orders of magnitude slower than the slices, forward and backward, at every
-    depthwise shape of EfficientNet-Lite0 (``benchmarks/layers.py``, results in
+    order, and much faster where XLA lowers grouped convolutions poorly: XLA:CPU runs them
+    several to tens of times slower than the slices, forward and backward, at every depthwise
+    shape of EfficientNet-Lite0 (``benchmarks/layers.py``, results in
     ``benchmarks/results/layers_cpu.json`` and docs/benchmarks.md). The gradient is pads and
     multiplies, and the bound transforms see slices, products with constants and sums (exact
     linear rules).
