@@ -358,3 +358,24 @@ def test_zoo_resnet18_crown_end_to_end():
         widths[method] = float(iv.upper[0, 0] - iv.lower[0, 0])
     assert widths["ibp"] > 1e6 and widths["crown_ibp"] <= widths["ibp"]
     assert widths["crown"] < 1e-6 * widths["ibp"] and widths["crown"] < 100.0, widths
+
+
+def test_crown_reads_output_intervals_propagated_from_tightened_inputs():
+    """Full CROWN re-propagates intervals forward from its tightened intermediate bounds: a
+    relaxation that reads its *output* interval (here ``reduce_max`` with a tie, whose upper
+    side is the output's upper bound) gets the tight one, not IBP's. ``u = xW - xW + b`` is the
+    constant ``b`` (IBP: width 2|W|r per element), so ``-max(u)`` is exactly ``-max(b)``."""
+    rng = np.random.default_rng(0)
+    w = jnp.asarray(rng.normal(size=(4, 3)), jnp.float32)
+    b = jnp.asarray([[0.3, 0.3, 0.1]], jnp.float32)          # a tie: no element dominates
+    f = lambda p, x: -jnp.max(x @ p - x @ p + b, axis=-1, keepdims=True)
+    x = jnp.asarray(rng.normal(size=(2, 4)), jnp.float32)
+    lo, hi = x - 0.1, x + 0.1
+    ibp = B.bounds(f, method="ibp")(w, lo, hi)
+    assert float(ibp.lower.min()) < -0.3 - 0.1                # IBP loses the cancellation
+    for method in ("crown", "alpha_crown"):
+        iv = jax.jit(B.bounds(f, method=method))(w, lo, hi)
+        np.testing.assert_allclose(iv.lower, -0.3, atol=1e-5)
+        np.testing.assert_allclose(iv.upper, -0.3, atol=1e-5)
+    iv = B.bounds(f, method="crown", sound_float=True)(w, lo, hi)
+    assert bool((iv.lower <= -0.3).all() and (iv.lower > -0.3 - 1e-4).all())

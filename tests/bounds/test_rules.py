@@ -307,3 +307,24 @@ def test_named_factories_against_numpy_oracles():
         ibp_lo, ibp_hi = _numpy_ibp(layers, lo, hi)
         np.testing.assert_allclose(iv.lower, np.maximum(want_lo, ibp_lo), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(iv.upper, np.minimum(want_hi, ibp_hi), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("op", ["div", "mul"])
+def test_scaling_a_huge_one_sided_interval_keeps_its_lower_end(op):
+    """A product with, or a division by, a constant maps the interval's ends. The centre-radius
+    form ``m - r`` rounded the lower end of ``[1e6, 1e15]`` (a layer norm's mean of squares
+    under IBP deep in a ViT) to anywhere in ``+-3e7``; full CROWN then intersected that
+    positive, unsound end with its own tight bounds and got empty intervals. Checked against
+    float64 on 256 random boxes."""
+    rng = np.random.default_rng(0)
+    lo = rng.uniform(0.0, 1e7, (256, 1)).astype(np.float32)
+    hi = rng.uniform(1e14, 1e15, (256, 1)).astype(np.float32)
+    f = {"div": lambda p, x: x / 3.0, "mul": lambda p, x: x * 0.25}[op]
+    scale = {"div": 1 / 3.0, "mul": 0.25}[op]
+    iv = B.ibp(f)(None, jnp.asarray(lo), jnp.asarray(hi))
+    want_lo = lo.astype(np.float64) * scale
+    want_hi = hi.astype(np.float64) * scale
+    ulp = np.finfo(np.float32).eps
+    assert (np.asarray(iv.lower, np.float64) <= want_lo * (1 + ulp)).all()
+    assert (np.asarray(iv.upper, np.float64) >= want_hi * (1 - ulp)).all()
+    np.testing.assert_allclose(iv.lower, want_lo, rtol=1e-6)

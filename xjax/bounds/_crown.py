@@ -216,23 +216,58 @@ def _elementwise_bounds(tape, node, bounds_of, x_node, lower, upper):
     return flat(lo).reshape(node.shape), flat(hi).reshape(node.shape)
 
 
+def _narrow_outward(lo, hi, dtype):
+    """Float32 bounds as ``dtype`` bounds that still contain them (a narrowing cast rounds to
+    nearest: step the ends that moved inward one ulp outward)."""
+    if lo.dtype == dtype:
+        return lo, hi
+    lo_d, hi_d = lo.astype(dtype), hi.astype(dtype)
+    lo_d = jnp.where(lo_d.astype(lo.dtype) > lo, jnp.nextafter(lo_d, jnp.array(-jnp.inf, dtype)),
+                     lo_d)
+    hi_d = jnp.where(hi_d.astype(hi.dtype) < hi, jnp.nextafter(hi_d, jnp.array(jnp.inf, dtype)),
+                     hi_d)
+    return lo_d, hi_d
+
+
 def tighten(tape, x_node, lower, upper) -> dict:
-    """CROWN intermediate bounds: every input of a relaxed equation bounded by its own backward
-    pass (in tape order, each pass using the bounds tightened before it), intersected with IBP."""
-    tightened: dict[int, tuple] = {}
+    """CROWN intermediate bounds of every node: ``{node index: (lower, upper)}``.
+
+    In tape order, every input of a relaxed equation is first bounded by its own backward pass
+    (each pass using the bounds tightened before it), then every equation's outputs get the
+    interval rule of :mod:`xjax.bounds._ibp` applied to its inputs' current bounds. All are
+    intersected with the traced IBP intervals. The forward re-propagation is what keeps the
+    equations whose relaxation reads an *output* interval (max pooling's upper side, a select
+    whose predicate is undecided, anything concretized) from inheriting IBP's blow-up: on a
+    two-block ViT, IBP's attention-score maximum reaches 1e34 while its inputs, tightened,
+    span [-0.65, 2.3].
+    """
+    from xjax.bounds._ibp import interval           # the IBP table; _ibp does not import us
+    current: dict[int, tuple] = {}
+    passed: set[int] = set()                               # nodes bounded by their own pass
 
     def bounds_of(node):
-        return tightened.get(node.index, (node.lo, node.hi))
+        return current.get(node.index, (node.lo, node.hi))
 
     for eqn in tape.eqns:
-        if not relaxed(eqn):
-            continue
-        for pre in eqn.inputs:
-            if not is_node(pre) or pre.index == x_node.index or pre.index in tightened \
-                    or not jnp.issubdtype(pre.lo.dtype, jnp.floating):
-                continue
-            lo, hi = _elementwise_bounds(tape, pre, bounds_of, x_node, lower, upper)
-            lo = jnp.maximum(lo, pre.lo.astype(_F32))
-            hi = jnp.minimum(hi, pre.hi.astype(_F32))
-            tightened[pre.index] = (lo, hi)
-    return tightened
+        if relaxed(eqn):
+            for pre in eqn.inputs:
+                if not is_node(pre) or pre.index == x_node.index \
+                        or not jnp.issubdtype(pre.lo.dtype, jnp.floating):
+                    continue
+                if pre.index in passed:
+                    continue
+                lo, hi = _elementwise_bounds(tape, pre, bounds_of, x_node, lower, upper)
+                lo, hi = _narrow_outward(lo, hi, pre.lo.dtype)
+                c_lo, c_hi = bounds_of(pre)
+                current[pre.index] = (jnp.maximum(lo, c_lo), jnp.minimum(hi, c_hi))
+                passed.add(pre.index)
+        views: dict[int, Node] = {}                        # one view per node: x * x stays a square
+        for v in eqn.inputs:
+            if is_node(v) and v.index not in views:
+                views[v.index] = Node(*bounds_of(v), v.index, v.err)
+        inputs = [views[v.index] if is_node(v) else v for v in eqn.inputs]
+        for o, (lo, hi, _) in zip(eqn.outputs, interval(eqn.prim, eqn.params, inputs, tape.sound),
+                                  strict=True):
+            if lo.dtype == o.lo.dtype and lo.shape == o.lo.shape:
+                current[o.index] = (jnp.maximum(lo, o.lo), jnp.minimum(hi, o.hi))
+    return current

@@ -20,7 +20,7 @@ from xjax._internal.jaxpr import bind, call_body, walk
 from xjax.bounds._interval import Eqn, Node, Tape, endpoints, is_node, products
 from xjax.bounds._relax import NAMED_CALLS, NamedCall, named_interval
 
-__all__ = ["IBP_RULES", "LOWERINGS", "emit", "trace"]
+__all__ = ["IBP_RULES", "LOWERINGS", "emit", "interval", "trace"]
 
 
 def _increasing(prim, params, inputs):
@@ -58,9 +58,24 @@ def _neg(prim, params, inputs):
     return [(-inputs[0].hi, -inputs[0].lo)]
 
 
+def _ordered(lo_image, hi_image):
+    """The images of an interval's two ends under an elementwise monotone map (a product with,
+    or a division by, a constant), ordered. The end form costs what the centre-radius form
+    costs and, unlike it, keeps a bound near 0 of a huge interval (a layer norm's mean of
+    squares, IBP's ``[0, 1e15]`` deep in a ViT) from rounding to a positive value: in float32,
+    ``m - r`` with ``m = r = 5e14`` lands anywhere in ``+-3e7``."""
+    return jnp.minimum(lo_image, hi_image), jnp.maximum(lo_image, hi_image)
+
+
 def _center_radius(prim, params, inputs, var):
-    """A bilinear primitive with one box operand (position ``var``): |W| acts on the radius."""
+    """A bilinear primitive with one box operand (position ``var``): |W| acts on the radius.
+    An elementwise product takes the ends' images instead (see :func:`_ordered`)."""
     node = inputs[var]
+    if prim.name == "mul":
+        lo, hi = (bind(prim, params, [e if i == var else v for i, v in enumerate(inputs)])[0]
+                  for e in (node.lo, node.hi))
+        # 0 * inf stands for 0 (a zero factor), as in products()
+        return [_ordered(*(jnp.where(jnp.isnan(e), 0.0, e) for e in (lo, hi)))]
     mid, rad = (node.lo + node.hi) / 2.0, (node.hi - node.lo) / 2.0
     m = bind(prim, params, [mid if i == var else v for i, v in enumerate(inputs)])[0]
     r = bind(prim, params, [rad if i == var else jnp.abs(v) for i, v in enumerate(inputs)])[0]
@@ -89,9 +104,7 @@ def _bilinear(prim, params, inputs):
 def _div(prim, params, inputs):
     """``a / b`` for a constant ``b`` (a box-dependent ``b`` is lowered to a reciprocal)."""
     a, b = inputs
-    mid, rad = (a.lo + a.hi) / 2.0, (a.hi - a.lo) / 2.0
-    m, r = bind(prim, params, [mid, b])[0], bind(prim, params, [rad, jnp.abs(b)])[0]
-    return [(m - r, m + r)]
+    return [_ordered(*(bind(prim, params, [e, b])[0] for e in (a.lo, a.hi)))]
 
 
 def _power(x, y: int):
@@ -331,9 +344,10 @@ def rounding_error(prim, params, inputs, lo, hi):
     return rel * out_mag + tiny
 
 
-def emit(tape: Tape, prim, params, inputs) -> list[Node]:
-    """Apply the interval rule of ``prim`` and record the equation on the tape (with
-    ``tape.sound``, each float output widened by its :func:`rounding_error`)."""
+def interval(prim, params, inputs, sound: bool = False) -> list[tuple]:
+    """``[(lower, upper, err)]`` per output of ``prim`` over its operands' intervals (nodes carry
+    theirs, constants are exact); with ``sound``, each float output widened by its
+    :func:`rounding_error` ``err`` (else ``err`` is None)."""
     rule = named_interval if isinstance(prim, NamedCall) else IBP_RULES.get(prim.name)
     if rule is None:
         raise NotImplementedError(f"xjax.bounds: no bound rule for the primitive {prim.name!r}; "
@@ -344,12 +358,19 @@ def emit(tape: Tape, prim, params, inputs) -> list[Node]:
         if jnp.issubdtype(lo.dtype, jnp.floating):
             # an undefined endpoint (inf - inf, 0 * inf in a bilinear form) means "unbounded"
             lo, hi = jnp.where(jnp.isnan(lo), -jnp.inf, lo), jnp.where(jnp.isnan(hi), jnp.inf, hi)
-            if tape.sound:
+            if sound:
                 err = rounding_error(prim, params, inputs, lo, hi)
                 if err is not None:
                     err = jnp.where(jnp.isfinite(err), err, jnp.inf)
                     lo, hi = lo - err, hi + err
-        outs.append(tape.node(lo, hi, err))
+        outs.append((lo, hi, err))
+    return outs
+
+
+def emit(tape: Tape, prim, params, inputs) -> list[Node]:
+    """Apply the interval rule of ``prim`` and record the equation on the tape (with
+    ``tape.sound``, each float output widened by its :func:`rounding_error`)."""
+    outs = [tape.node(lo, hi, err) for lo, hi, err in interval(prim, params, inputs, tape.sound)]
     tape.eqns.append(Eqn(prim, params, inputs, outs))
     return outs
 
