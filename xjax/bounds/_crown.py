@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from xjax._internal.jaxpr import bind
+from xjax.bounds._ibp import interval
 from xjax.bounds._interval import Node, Tape, concretize, is_node, mul0, sum_tail
 from xjax.bounds._relax import RELAXATIONS
 
@@ -241,7 +242,6 @@ def tighten(tape, x_node, lower, upper) -> dict:
     two-block ViT, IBP's attention-score maximum reaches 1e34 while its inputs, tightened,
     span [-0.65, 2.3].
     """
-    from xjax.bounds._ibp import interval           # the IBP table; _ibp does not import us
     current: dict[int, tuple] = {}
     passed: set[int] = set()                               # nodes bounded by their own pass
 
