@@ -3,9 +3,13 @@ around the chelsea photo (16 px, four tokens, random init) for ViTs of 1, 2, 3 .
 blocks, with compile and run seconds, to see where bounds stop being finite and how full
 CROWN's compile time grows with depth.
 
-    python benchmarks/bounds_vit_depth.py 1,2,3 ibp,crown_ibp,crown
+    python benchmarks/bounds_vit_depth.py 1,2,3 ibp,crown_ibp,crown,crown+eager
 
-Prints one line per (depth, method); benchmarks/results/bounds_vit_depth_cpu.txt is its output.
+``METHOD+eager`` runs it without
+``jax.jit`` (op by op: nothing is compiled as a whole, each primitive's kernel is compiled once
+per shape and reused by the identical blocks), reporting the first call as "compile" and a
+second call as "run". Prints one line per (depth, method);
+benchmarks/results/bounds_vit_depth_cpu.txt is its output.
 """
 import sys
 import time
@@ -31,16 +35,21 @@ for depth in [int(d) for d in sys.argv[1].split(",")]:
     top2 = jnp.argsort(logits[0])[-2:]
     spec = jnp.zeros((1, 1000)).at[0, top2[1]].set(1.0).at[0, top2[0]].add(-1.0)
     r = 1e-4
-    for method in sys.argv[2].split(","):
-        f = jax.jit(lambda p, lo, hi, m=m, method=method, spec=spec:
-                    B.bounds(m.model_fn, method=method)(p, lo, hi, spec))
+    for label in sys.argv[2].split(","):
+        name, eager = label.removesuffix("+eager"), label.endswith("+eager")
+        f = (lambda p, lo, hi, m=m, method=name, spec=spec:
+             B.bounds(m.model_fn, method=method)(p, lo, hi, spec))
         t = time.perf_counter()
-        c = f.lower(m.params, x - r, x + r).compile()
+        if eager:
+            c = f
+            jax.block_until_ready(c(m.params, x - r, x + r))
+        else:
+            c = jax.jit(f).lower(m.params, x - r, x + r).compile()
         ct = time.perf_counter() - t
         t = time.perf_counter()
         out = jax.block_until_ready(c(m.params, x - r, x + r))
         rt = time.perf_counter() - t
         lo, hi = (np.asarray(v).ravel()[0] for v in (out.lower, out.upper))
-        print(f"depth {depth} {method}: compile {ct:.1f} s run {rt:.2f} s lo {lo:.4g} "
+        print(f"depth {depth} {label}: compile {ct:.1f} s run {rt:.2f} s lo {lo:.4g} "
               f"hi {hi:.4g} width {hi - lo:.4g} margin {float((spec @ logits[0])[0]):.4g}",
               flush=True)

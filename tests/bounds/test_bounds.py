@@ -210,14 +210,44 @@ def test_lipschitz_mode_on_an_exported_lipschitz_network():
 
 
 def test_zoo_primitive_coverage_vit():
-    """A ViT block (layer norm, attention: Q K^T and softmax, GELU) is covered: IBP and CROWN-IBP
-    run and stay sound; layer norm makes IBP loose (infinite for wide boxes), which is allowed."""
+    """ViT-Tiny's primitives (layer norm, attention: Q K^T and softmax, GELU) are covered: IBP
+    runs through all twelve blocks without NaN and stays sound (it is infinite there: layer
+    norm's variance and the attention products, which is allowed)."""
     model = xjax.models.vit_tiny(num_classes=3, image_size=16, patch_size=8)
     x = jax.random.uniform(jax.random.key(0), (1, 16, 16, 3))
+    iv = B.bounds(model.model_fn, method="ibp")(model.params, x - 1e-4, x + 1e-4)
+    assert not bool(jnp.isnan(iv.lower).any() | jnp.isnan(iv.upper).any())
+    _assert_sound(model.model_fn, model.params, x - 1e-4, x + 1e-4, iv, jax.random.key(1))
+
+
+def test_two_block_vit_full_crown_certifies_where_ibp_is_infinite():
+    """A two-block ViT (width 16, 2 heads) around a real photo, radius 1e-4: IBP and CROWN-IBP
+    are infinite; full CROWN certifies the top-2 margin (measured [0.352, 0.368] around 0.360).
+    Before, full CROWN was infinite from the second block on: its relaxations of max and
+    softmax read IBP's output intervals (1e34), and IBP's division of a huge one-sided interval
+    by a constant rounded its lower end above the true value, so tight and IBP bounds
+    intersected to empty intervals. Eager (op by op), as a user bounding one box would run it."""
+    from xjax.models._bridge import init_module, model_from_nnx
+    from xjax.models._vit import VisionTransformer
+
+    mod = init_module(lambda rngs: VisionTransformer(image_size=16, patch_size=8, dim=16,
+                                                     heads=2, mlp=32, depth=2, num_classes=5,
+                                                     rngs=rngs), jax.random.key(0))
+    m = model_from_nnx(mod, input_shape=(16, 16, 3))
+    photo = xjax.data.sample_photos(["chelsea"])[0].image
+    x = jnp.asarray(xjax.data.resize_center_crop(photo, 16)[None])
+    logits = m.model_fn(m.params, x)[0]
+    top2 = jnp.argsort(logits)[-2:]
+    spec = jnp.zeros((1, 5)).at[0, top2[1]].set(1.0).at[0, top2[0]].add(-1.0)
+    margin = float((spec @ logits)[0])
+    lo, hi = x - 1e-4, x + 1e-4
     for method in ("ibp", "crown_ibp"):
-        iv = B.bounds(model.model_fn, method=method)(model.params, x - 1e-4, x + 1e-4)
-        assert not bool(jnp.isnan(iv.lower).any() | jnp.isnan(iv.upper).any())
-        _assert_sound(model.model_fn, model.params, x - 1e-4, x + 1e-4, iv, jax.random.key(1))
+        iv = B.bounds(m.model_fn, method=method)(m.params, lo, hi, spec)
+        assert not bool(jnp.isfinite(iv.lower).any()), method
+    iv = B.bounds(m.model_fn, method="crown")(m.params, lo, hi, spec)
+    _assert_sound(m.model_fn, m.params, lo, hi, iv, jax.random.key(2), spec=spec)
+    assert 0.0 < float(iv.lower[0, 0]) <= margin <= float(iv.upper[0, 0])
+    assert float(iv.upper[0, 0] - iv.lower[0, 0]) < 0.1 * margin
 
 
 PRIMITIVE_CASES = {
