@@ -12,7 +12,9 @@ IBP, CROWN-IBP, CROWN and alpha-CROWN, and each width's ratio to IBP's.
 resized to ``--size``; the 28x28 models get a uniform random image), the margin of the top class
 over the runner-up bounded by each method: compile time (ahead of time), the time of one bound
 (best of 4 runs, or the one run when it takes a second or more), the compiled temporary memory,
-the bound and its width relative to IBP's; then certified EVA (``--eva-bound``, CROWN-IBP by
+the bound and its width relative to IBP's (a method written ``crown+eager`` runs without
+``jax.jit``, op by op: its "compile" column is the first call, its time a second call); then
+certified EVA (``--eva-bound``, CROWN-IBP by
 default, on a ``--eva-grid`` grid, 7 x 7 by default; compiled once, bound passes batched) and its
 empirical variant through ``features_fn`` / ``head_fn``. Rows are written as they are measured.
 The results files are read by
@@ -95,12 +97,19 @@ def _input(m, size):
     return jnp.asarray(xjax.data.resize_center_crop(photo, size)[None])
 
 
-def _compiled(fn, *args):
+def _compiled(fn, *args, eager=False):
+    """``(output, compile_s, best run s, temp bytes)``. ``eager``: no ``jax.jit``, op by op;
+    "compile" is then the first call (each primitive's kernel compiled once per shape), the run
+    a later call, and no memory analysis exists."""
     t = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
+    if eager:
+        compiled, temp = fn, None
+        jax.block_until_ready(fn(*args))
+    else:
+        compiled = jax.jit(fn).lower(*args).compile()
+        mem = compiled.memory_analysis()
+        temp = None if mem is None else int(getattr(mem, "temp_size_in_bytes", 0))
     compile_s = time.perf_counter() - t
-    mem = compiled.memory_analysis()
-    temp = None if mem is None else int(getattr(mem, "temp_size_in_bytes", 0))
     t = time.perf_counter()
     out = jax.block_until_ready(compiled(*args))
     best = time.perf_counter() - t
@@ -131,13 +140,14 @@ def models(args, save=lambda rows: None):
         _, _, fwd, _ = _compiled(m.model_fn, m.params, x)
         eps = args.epsilon
         ibp_width = None
-        for method in args.methods.split(","):
+        for label in args.methods.split(","):
+            method, eager = label.removesuffix("+eager"), label.endswith("+eager")
             iv, compile_s, run_s, temp = _compiled(_bound_fn(m.model_fn, method, spec), m.params,
-                                                   x - eps, x + eps)
+                                                   x - eps, x + eps, eager=eager)
             lo, hi = float(iv.lower[0, 0]), float(iv.upper[0, 0])
             width = hi - lo
             ibp_width = width if method == "ibp" else ibp_width
-            rows.append({"model": name, "size": int(x.shape[1]), "epsilon": eps, "method": method,
+            rows.append({"model": name, "size": int(x.shape[1]), "epsilon": eps, "method": label,
                          "margin": float(logits[0, y] - logits[0, rival]), "lower": lo,
                          "upper": hi, "width": width,
                          "width/ibp": None if ibp_width is None else width / ibp_width,

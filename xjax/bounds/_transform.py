@@ -138,6 +138,10 @@ def bounds(model_fn: Callable, *, method: str = "crown", alpha_steps: int = 20,
         def bounds_of(node):
             return tightened.get(node.index, (node.lo, node.hi))
 
+        if out.index in tightened:          # the output's interval re-propagated by CROWN
+            o_lo, o_hi = (v.astype(jnp.float32) for v in tightened[out.index])
+            ibp_lo, ibp_hi = (o_lo, o_hi) if c is None else _contract(c, o_lo, o_hi)
+
         lam = identity_spec(out.shape) if c is None else jnp.transpose(c, (1, 0, 2))
         lo, hi = two_sided(tape, out, lam, bounds_of, x_node, lower, upper)
         if method == "alpha_crown":
