@@ -113,3 +113,27 @@ def test_empirical_variant_needs_a_split_and_a_key():
         A.eva(conv_model, bound="fast")
     with pytest.raises(ValueError, match="epsilon"):
         A.eva(conv_model, epsilon=0.0)
+
+
+@pytest.mark.parametrize("top_k", [None, 2])
+def test_both_passes_share_one_traced_bound_whatever_the_batch_size(mlp10, top_k):
+    """The ball pass and the frozen-box pass go through one traced (so one compiled) bound: one
+    chunked call when every rival fits a row, one scan whose cell chunks choose their rivals from
+    the ball bounds carried when they do not (before: two traces, so XLA compiled the bound
+    program twice). The maps do not depend on how the rows are chunked (batch_size None: one
+    call per pass, as before), and the model is traced once on rows, by the bound."""
+    model, _, _, params, x, y = mlp10
+    traces = []
+
+    def counted(p, z):
+        if z.shape[0] > 1:                        # not one of the explainer's 1-row probes
+            traces.append(z.shape)
+        return model(p, z)
+
+    kw = dict(epsilon=0.05, grid_size=4, bound="crown", top_k_rivals=top_k)
+    want = np.asarray(A.eva(model, batch_size=None, **kw)(params, x, y))
+    for b in (4, 7, 64):
+        traces.clear()
+        got = A.eva(counted, batch_size=b, **kw)(params, x, y)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        assert len(traces) == 1, traces

@@ -108,6 +108,13 @@ def chunked(fn: Callable[..., Any], batch_size: int | None) -> Callable[..., Any
     return run
 
 
+def scan_chunks(body: Callable[[Any, jax.Array], tuple[Any, Any]], carry: Any, chunks: int):
+    """``lax.scan(body, carry, arange(chunks))`` as a block loop: the body's convolutions made
+    canonical and each chunk reported to the active progress sink. For chunk loops whose later
+    chunks read what earlier ones computed (``chunked`` maps independent chunks)."""
+    return jax.lax.scan(_reporting(canonical_convs(body), chunks), carry, jnp.arange(chunks))
+
+
 def block_layout(n_total: int, s_total: int, batch_size: int | None) -> tuple[int, int]:
     """Block sizes ``(n_c, s_c)`` with ``n_c * s_c <= batch_size``: whole inputs (all their
     samples) per block when the samples fit, else one input and an even share of its samples."""

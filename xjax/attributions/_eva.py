@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from xjax._internal.batching import chunked
+from xjax._internal.batching import chunked, scan_chunks
 from xjax._internal.validate import check_positive_int
 from xjax.attributions._common import check_batch_size, check_key, guarded
 from xjax.attributions._score import logit
@@ -144,33 +144,63 @@ def eva(model_fn: ModelFn, *, epsilon: float = 0.05, grid_size: int = 7, bound: 
         k1, k2 = jax.random.split(jax.random.key(0) if key is None else key)
         bound_rows = chunked(lambda a, m, b, r, k: margins(params, a, m, b, r, k), batch_size)
 
-        # Pass 1: the whole ball B of every image against every rival, s rival rows per box
-        # (the own class pads the last row).
+        # Pass 1 bounds the whole ball B of every image against every rival, s rival rows per
+        # box (the own class pads the last row); pass 2 every box B_u (cell u frozen) against
+        # the s rivals with the largest bounds on B. B_u is inside B, so the others' bounds on B
+        # stay sound on B_u: the overlap of B_u is the max of its own rows and the largest bound
+        # left out (-inf when none is). Both passes run through one compiled bound: the rows of
+        # both in one chunked call when every rival fits one row (nothing to choose), else one
+        # scan over chunks whose later chunks choose their rivals from the ball bounds carried.
         others = n_cls - 1
         s = others if top_k_rivals is None else min(top_k_rivals, others)
         p = -(-others // s)
         ids = jnp.arange(others)[None] + (jnp.arange(others)[None] >= y[:, None]).astype(jnp.int32)
         ids = jnp.concatenate([ids, jnp.repeat(y[:, None], p * s - others, 1)], 1)   # [N, p s]
-        m_ball = bound_rows(jnp.repeat(x, p, axis=0), jnp.zeros((n * p, h, w), jnp.float32),
-                            jnp.repeat(y, p), jax.nn.one_hot(ids.reshape(n * p, s), n_cls,
-                                                              dtype=jnp.float32),
-                            jax.random.split(k1, n * p)).reshape(n, p * s)
-        ao_ball = jnp.max(m_ball, axis=-1)                                            # [N]
+        n_ball, n_cell = n * p, n * g2
+        keys = jnp.concatenate([jax.random.split(k1, n_ball), jax.random.split(k2, n_cell)])
+        ball_rivals = ids.reshape(n_ball, s)
 
-        # Pass 2: every box B_u (cell u frozen) against the s rivals with the largest bounds on B.
-        # B_u is inside B, so the others' bounds on B stay sound on B_u: the overlap of B_u is
-        # the max of its own rows and the largest bound left out (-inf when none is).
-        if p == 1:
-            top, rest = ids, jnp.full((n,), -jnp.inf)
-        else:
-            best, order = jax.lax.top_k(m_ball, s + 1)
-            top, rest = jnp.take_along_axis(ids, order[:, :s], axis=1), best[:, s]
-        frozen = (cells[None] == jnp.arange(g2)[:, None, None]).astype(jnp.float32)  # [g2, H, W]
-        m_cells = bound_rows(jnp.repeat(x, g2, axis=0), jnp.tile(frozen, (n, 1, 1)),
-                             jnp.repeat(y, g2), jnp.repeat(jax.nn.one_hot(top, n_cls,
-                                                                          dtype=jnp.float32),
-                                                           g2, axis=0),
-                             jax.random.split(k2, n * g2))
+        def choose(m_ball):
+            """Rivals of every frozen box and the largest bound left out: [N, s], [N]."""
+            if p == 1:
+                return ids, jnp.full((n,), -jnp.inf)
+            best, order = jax.lax.top_k(m_ball.reshape(n, p * s), s + 1)
+            return jnp.take_along_axis(ids, order[:, :s], axis=1), best[:, s]
+
+        def rows_of(rows, top):
+            """The bound arguments of rows (ball rows 0..n_ball-1 image-major, then cell rows
+            image-major; indices past the end repeat the last row): cell rows face ``top``."""
+            rows = jnp.minimum(rows, n_ball + n_cell - 1)
+            ball, r, c = rows < n_ball, jnp.minimum(rows, n_ball - 1), jnp.maximum(rows - n_ball, 0)
+            img = jnp.where(ball, r // p, c // g2)
+            frozen = jnp.where(ball[:, None, None], 0.0,
+                               (cells[None] == (c % g2)[:, None, None]).astype(jnp.float32))
+            rivals = jnp.where(ball[:, None], ball_rivals[r], top[c // g2])
+            return x[img], frozen, y[img], jax.nn.one_hot(rivals, n_cls, dtype=jnp.float32), \
+                keys[rows]
+
+        if p == 1:                       # nothing to choose: every row in one chunked call
+            m = bound_rows(*rows_of(jnp.arange(n_ball + n_cell), ids))
+            m_ball, m_cells = m[:n_ball], m[n_ball:]
+        elif batch_size is None:         # everything at once: one call per pass
+            m_ball = bound_rows(*rows_of(jnp.arange(n_ball), ids[:, :s]))   # (no cell rows)
+            m_cells = bound_rows(*rows_of(n_ball + jnp.arange(n_cell), choose(m_ball)[0]))
+        else:                            # ball chunks, then cell chunks choosing from them
+            b = batch_size
+            cb, cc = -(-n_ball // b), -(-n_cell // b)
+
+            def body(m_ball, i):
+                ball = i < cb
+                rows = jnp.where(ball, jnp.minimum(i * b + jnp.arange(b), n_ball - 1),
+                                 n_ball + (i - cb) * b + jnp.arange(b))
+                m = margins(params, *rows_of(rows, choose(m_ball[:n_ball])[0]))
+                grown = jax.lax.dynamic_update_slice(m_ball, m, (jnp.minimum(i, cb - 1) * b, 0))
+                return jnp.where(ball, grown, m_ball), m
+
+            m_pad, out = scan_chunks(body, jnp.full((cb * b, s), -jnp.inf), cb + cc)
+            m_ball, m_cells = m_pad[:n_ball], out[cb:].reshape(cc * b, s)[:n_cell]
+        rest = choose(m_ball)[1]
+        ao_ball = jnp.max(m_ball.reshape(n, p * s), axis=-1)                        # [N]
         ao_cells = jnp.maximum(jnp.max(m_cells, -1).reshape(n, g2), rest[:, None])  # [N, g2]
         scores = ao_ball[:, None] - ao_cells
         # an out-of-range label (unchecked under jit) gives a NaN row, as every score function
