@@ -19,11 +19,13 @@ def test_readme_bounds_block_is_up_to_date():
 
 def test_block_names_every_primitive_and_every_named_call():
     text = _report().render()
+    summary = _report().render_summary()          # the README's short form
     for name in xjax.bounds.supported_primitives():
         assert f"| `{name}` |" in text
+        assert f"`{name}`, " in summary or f"`{name}`\n" in summary, name
     from xjax.bounds import _relax
     for name in _relax.NAMED_CALLS:
-        assert f"`{name}` (" in text
+        assert f"`{name}` (" in text and f"`{name}` (" in summary
 
 
 def test_block_numbers_come_from_the_results_files(tmp_path, monkeypatch):
