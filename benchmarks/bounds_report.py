@@ -8,8 +8,8 @@ The block between the two markers lists every supported primitive with its CROWN
 from ``xjax.bounds``' tables, so it cannot drift from the code), the named ``jax.nn`` calls kept
 whole, and the measured tightness and cost from ``benchmarks/results/bounds_relaxations_cpu.json``
 and ``benchmarks/results/bounds_models_*.json``, each with its provenance. The README's block is
-the short form: every primitive grouped by its treatment, CROWN's and alpha-CROWN's width over
-IBP's per activation, and the zoo's margin bounds.
+the short form (the README stays under 200 lines): every primitive grouped by its treatment,
+CROWN's and alpha-CROWN's width over IBP's per activation, and the zoo's margin bounds.
 """
 
 import argparse
@@ -92,13 +92,13 @@ def primitive_rows():
     return [f"| `{name}` | {text} |" for name, text in treatments().items()]
 
 
-def grouped_treatments():
-    """One line per treatment, naming every primitive that has it."""
+def grouped_treatments() -> str:
+    """Every primitive, grouped by treatment, in one paragraph (the README has few lines)."""
     groups: dict[str, list[str]] = {}
     for name, text in treatments().items():
         groups.setdefault(text, []).append(f"`{name}`")
-    return [f"- {text}: {', '.join(names)}" for text, names in
-            sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
+    return "; ".join(f"{text}: {', '.join(names)}" for text, names in
+                     sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])))
 
 
 def named_rows():
@@ -177,63 +177,62 @@ def render() -> str:
     return "\n".join(out)
 
 
-def summary_table(path):
-    """CROWN's and alpha-CROWN's width over IBP's per activation, both radii on one row."""
+def summary_line(path):
+    """CROWN's (alpha-CROWN's) width over IBP's per activation at each radius, one line."""
     with open(path) as f:
         data = json.load(f)
-    by = {}
-    for r in data["rows"]:
-        by.setdefault(r["activation"], {})[r["epsilon"]] = r
-    radii = sorted({r["epsilon"] for r in data["rows"]})
-    head = " | ".join(f"{m} / IBP, r = {_fmt(e)}" for m in ("CROWN", "alpha-CROWN")
-                      for e in radii)
-    lines = [f"| activation | {head} |", "|---" * (1 + 2 * len(radii)) + "|"]
-    for act, rows in by.items():
-        cells = " | ".join(_fmt(rows[e][f"{m}/ibp"]) for m in ("crown", "alpha_crown")
-                           for e in radii)
-        lines.append(f"| {act} | {cells} |")
-    return lines, _provenance(data["meta"])
+    parts = []
+    for eps in sorted({r["epsilon"] for r in data["rows"]}):
+        cells = ", ".join(f"{r['activation']} {_fmt(r['crown/ibp'])} ({_fmt(r['alpha_crown/ibp'])})"
+                          for r in data["rows"] if r["epsilon"] == eps)
+        parts.append(f"at radius {_fmt(eps)}: {cells}")
+    return "; ".join(parts), _provenance(data["meta"])
 
 
 def zoo_lines():
-    """One line per zoo model and bound method with a finite bound on the margin."""
+    """One line per zoo model: every method's bound on the margin."""
     out = []
     for path in sorted(glob.glob(os.path.join(ROOT, "benchmarks", "results",
                                               "bounds_models_*.json"))):
         with open(path) as f:
             data = json.load(f)
+        by_model = {}
         for r in data["rows"]:
-            if "lower" not in r:
-                continue
-            out.append(f"- {r['model']}, {r['size']} px, radius {_fmt(r['epsilon'])}, "
-                       f"{r['method']}: margin {_fmt(r['margin'])} bounded in "
-                       f"[{_fmt(r['lower'])}, {_fmt(r['upper'])}] ({_fmt(r['compile_s'])} s "
-                       f"compile, {_fmt(r['s_per_box'])} s per box; "
-                       f"`{os.path.relpath(path, ROOT)}`)")
+            if "lower" in r:
+                by_model.setdefault((r["model"], r["size"], r["epsilon"], r["margin"]), []).append(
+                    f"{r['method']} [{_fmt(r['lower'])}, {_fmt(r['upper'])}] "
+                    f"({_fmt(r['compile_s'])} s compile, {_fmt(r['s_per_box'])} s per box)")
+        for (model, size, eps, margin), cells in by_model.items():
+            out.append(f"- {model}, {size} px, radius {_fmt(eps)}, margin {_fmt(margin)}: "
+                       f"{'; '.join(cells)} (`{os.path.relpath(path, ROOT)}`).")
     return out
 
 
+def depth_line(path):
+    """The ViT block-by-block file's measurements in one line (its header stays in the file)."""
+    with open(path) as f:
+        rows = [line.strip() for line in f if line.startswith("depth ")]
+    return "; ".join(rows)
+
+
 def render_summary() -> str:
-    out = [TOP_BEGIN, "", f"Every supported primitive ({len(treatments())}, "
-           "`xjax.bounds.supported_primitives()`) by its CROWN treatment (IBP has an interval "
-           "rule for each):", "", *grouped_treatments(), "",
-           f"Named `jax.nn` calls kept whole and relaxed as one function: {named_rows()}.", ""]
+    out = [TOP_BEGIN, "", f"Every supported primitive ({len(treatments())}) by its CROWN treatment "
+           f"(IBP has an interval rule for each): {grouped_treatments()}. Named `jax.nn` calls "
+           f"kept whole and relaxed as one function: {named_rows()}.", ""]
     relax = os.path.join(ROOT, "benchmarks", "results", "bounds_relaxations_cpu.json")
     if os.path.exists(relax):
-        lines, prov = summary_table(relax)
-        out += ["Measured tightness: width of the logit bounds of a random 8-16-16-3 net with "
-                f"each activation over IBP's (from {prov}):", "", *lines, ""]
+        line, prov = summary_line(relax)
+        out += [f"Measured tightness, CROWN's (alpha-CROWN's) logit-bound width over IBP's on a "
+                f"random 8-16-16-3 net with each activation, {line} (from {prov}).", ""]
     zoo = zoo_lines()
-    if zoo:
-        out += ["The zoo around a real photo (the margin of the top class over the runner-up):",
-                "", *zoo, ""]
     depth = os.path.join(ROOT, "benchmarks", "results", "bounds_vit_depth_cpu.txt")
     if os.path.exists(depth):
-        with open(depth) as f:
-            text = f.read().strip()
-        out += ["ViT-Tiny's encoder blocks one by one (16 px, four tokens, radius 1e-4 around the "
-                "same photo; `benchmarks/results/bounds_vit_depth_cpu.txt`, whose header says how "
-                "it was run):", "", "```", text, "```", ""]
+        zoo.append(f"- ViT-Tiny's encoder blocks one by one, 16 px, four tokens, radius 1e-4 "
+                   f"(`{os.path.relpath(depth, ROOT)}`, whose header says how it was run): "
+                   f"{depth_line(depth)}.")
+    if zoo:
+        out += ["The zoo around a real photo, bounds on the margin of the top class over the "
+                "runner-up:", "", *zoo, ""]
     out.append(TOP_END)
     return "\n".join(out)
 

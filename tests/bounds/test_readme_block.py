@@ -22,7 +22,8 @@ def test_block_names_every_primitive_and_every_named_call():
     summary = _report().render_summary()          # the README's short form
     for name in xjax.bounds.supported_primitives():
         assert f"| `{name}` |" in text
-        assert f"`{name}`, " in summary or f"`{name}`\n" in summary, name
+        assert f"`{name}`, " in summary or f"`{name}`; " in summary or f"`{name}`. " in summary, \
+            name
     from xjax.bounds import _relax
     for name in _relax.NAMED_CALLS:
         assert f"`{name}` (" in text and f"`{name}` (" in summary
