@@ -8,7 +8,7 @@ CROWN's compile time grows with depth.
 ``METHOD+eager`` runs it without
 ``jax.jit`` (op by op: nothing is compiled as a whole, each primitive's kernel is compiled once
 per shape and reused by the identical blocks), reporting the first call as "compile" and a
-second call as "run". Prints one line per (depth, method);
+second call as "run" (with ``--once``, only the first call, its time compile included). Prints one line per (depth, method);
 benchmarks/results/bounds_vit_depth_cpu.txt is its output.
 """
 import sys
@@ -39,7 +39,15 @@ for depth in [int(d) for d in sys.argv[1].split(",")]:
         name, eager = label.removesuffix("+eager"), label.endswith("+eager")
         f = (lambda p, lo, hi, m=m, method=name, spec=spec:
              B.bounds(m.model_fn, method=method)(p, lo, hi, spec))
+        margin = float((spec @ logits[0])[0])
         t = time.perf_counter()
+        if eager and "--once" in sys.argv:       # one call: its time includes the kernels' compile
+            out = jax.block_until_ready(f(m.params, x - r, x + r))
+            lo, hi = (np.asarray(v).ravel()[0] for v in (out.lower, out.upper))
+            print(f"depth {depth} {label}: first call {time.perf_counter() - t:.1f} s (no second "
+                  f"call) lo {lo:.4g} hi {hi:.4g} width {hi - lo:.4g} margin {margin:.4g}",
+                  flush=True)
+            continue
         if eager:
             c = f
             jax.block_until_ready(c(m.params, x - r, x + r))
@@ -51,5 +59,4 @@ for depth in [int(d) for d in sys.argv[1].split(",")]:
         rt = time.perf_counter() - t
         lo, hi = (np.asarray(v).ravel()[0] for v in (out.lower, out.upper))
         print(f"depth {depth} {label}: compile {ct:.1f} s run {rt:.2f} s lo {lo:.4g} "
-              f"hi {hi:.4g} width {hi - lo:.4g} margin {float((spec @ logits[0])[0]):.4g}",
-              flush=True)
+              f"hi {hi:.4g} width {hi - lo:.4g} margin {margin:.4g}", flush=True)

@@ -86,7 +86,18 @@ def depthwise_conv(x: Float[Array, "B H W C"], kernel: Float[Array, "k k 1 C"], 
       kernel: ``f32[k, k, 1, C]`` (HWIO with one input channel per group).
       stride: on both axes.
       padding: ``[(top, bottom), (left, right)]`` pixels.
+
+    The work is one ``jax.jit`` call named ``depthwise_conv_slices`` (inlined by XLA), so that
+    ``xjax.bounds`` can bound it as the one grouped convolution it equals instead of 3k^2
+    equations (its call-rule table, ``xjax.bounds._ibp.CALL_RULES``).
     """
+    return depthwise_conv_slices(x, kernel, stride=int(stride),
+                                 padding=tuple((int(a), int(b)) for a, b in padding))
+
+
+@functools.partial(jax.jit, static_argnames=("stride", "padding"))
+def depthwise_conv_slices(x, kernel, *, stride: int, padding: tuple):
+    """The body of :func:`depthwise_conv` (hashable ``padding``)."""
     k = kernel.shape[0]
     (pt, pb), (pl, pr) = padding
     out_h = (x.shape[1] + pt + pb - k) // stride + 1
