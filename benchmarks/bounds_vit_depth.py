@@ -8,8 +8,8 @@ CROWN's compile time grows with depth.
 ``METHOD+eager`` runs it without
 ``jax.jit`` (op by op: nothing is compiled as a whole, each primitive's kernel is compiled once
 per shape and reused by the identical blocks), reporting the first call as "compile" and a
-second call as "run" (with ``--once``, only the first call, its time compile included). Prints one line per (depth, method);
-benchmarks/results/bounds_vit_depth_cpu.txt is its output.
+second call as "run" (with ``--once``, only the first call, its time compile included).
+Prints one line per (depth, method); benchmarks/results/bounds_vit_depth_cpu.txt is its output.
 """
 import sys
 import time
