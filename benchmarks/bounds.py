@@ -184,9 +184,12 @@ def main(argv=None):
     parser.add_argument("--eva-bound", default="crown_ibp")
     parser.add_argument("--eva-grid", type=int, default=7)
     parser.add_argument("--no-eva", action="store_true", help="bound rows only")
+    parser.add_argument("--note", help="a remark stored with the provenance (e.g. the load)")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     meta = {"provenance": provenance()}
+    if args.note:
+        meta["note"] = args.note
 
     def save(rows):                 # after every row: a long run keeps what it measured
         if args.json:

@@ -125,7 +125,8 @@ def _fmt(v, digits=3):
 
 def _provenance(meta):
     p = meta["provenance"]
-    return f"`{p['command']}` at `{p['commit']}` on {p['machine']}, {p['date']}"
+    note = f"; {meta['note']}" if meta.get("note") else ""
+    return f"`{p['command']}` at `{p['commit']}` on {p['machine']}, {p['date']}{note}"
 
 
 def relaxation_block(path):
@@ -173,6 +174,19 @@ def render() -> str:
         lines, prov = model_block(path)
         out += [f"Models around a real photo, margin of the top class over the runner-up (from "
                 f"{prov}):", "", *lines, ""]
+    eva = os.path.join(ROOT, "benchmarks", "results", "eva_compile_cpu.json")
+    if os.path.exists(eva):
+        with open(eva) as f:
+            data = json.load(f)
+        out += [f"Certified EVA's compile time, change by change ({data['meta']['note']} "
+                f"`{data['meta']['command']}`, file `benchmarks/results/eva_compile_cpu.json`):", "",
+                "| commit | change | compile s | s per image | temp MiB |", "|---|---|---|---|---|"]
+        for r in data["rows"]:
+            p = r["provenance"]
+            out.append(f"| `{p['commit']}` ({p['date'][:10]}) | {r['change']} | "
+                       f"{_fmt(r['compile_s'])} | {_fmt(r['s_per_image'])} | "
+                       f"{_fmt(r['temp_bytes'] / 2 ** 20)} |")
+        out.append("")
     out.append(END)
     return "\n".join(out)
 
