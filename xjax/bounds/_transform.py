@@ -57,7 +57,9 @@ def bounds(model_fn: Callable, *, method: str = "crown", alpha_steps: int = 20,
       method: ``"ibp"`` (interval bound propagation), ``"crown"`` (backward linear relaxation;
         the inputs of every relaxed equation bounded by their own backward pass intersected with
         IBP, one spec row per element, in chunks of rows under ``lax.map`` when a layer is
-        large; never looser than IBP), ``"crown_ibp"`` (backward relaxation on IBP intermediate
+        large, and every other interval re-propagated forward from them; never looser than IBP;
+        its program grows with the square of the depth, so on deep networks calling ``g``
+        without ``jax.jit`` (op by op) can be far cheaper than compiling it), ``"crown_ibp"`` (backward relaxation on IBP intermediate
         bounds), ``"alpha_crown"`` (CROWN, then the free parameters of the final pass's
         relaxations, i.e. rectifier lower slopes, tangent points of smooth functions and
         McCormick plane mixes, optimized in [0, 1] with Adam, one per spec row and element,
