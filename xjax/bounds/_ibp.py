@@ -72,10 +72,9 @@ def _center_radius(prim, params, inputs, var):
     An elementwise product takes the ends' images instead (see :func:`_ordered`)."""
     node = inputs[var]
     if prim.name == "mul":
-        lo, hi = (bind(prim, params, [e if i == var else v for i, v in enumerate(inputs)])[0]
-                  for e in (node.lo, node.hi))
-        # 0 * inf stands for 0 (a zero factor), as in products()
-        return [_ordered(*(jnp.where(jnp.isnan(e), 0.0, e) for e in (lo, hi)))]
+        # (an undefined end, 0 * inf or a NaN factor, is NaN: interval() makes it unbounded)
+        return [_ordered(*(bind(prim, params, [e if i == var else v for i, v in
+                                               enumerate(inputs)])[0] for e in (node.lo, node.hi)))]
     mid, rad = (node.lo + node.hi) / 2.0, (node.hi - node.lo) / 2.0
     m = bind(prim, params, [mid if i == var else v for i, v in enumerate(inputs)])[0]
     r = bind(prim, params, [rad if i == var else jnp.abs(v) for i, v in enumerate(inputs)])[0]
@@ -432,8 +431,8 @@ def _depthwise_as_grouped_conv(tape, eqn, body, invals):
     if jnp.ndim(kernel) != 4 or len(pads) > 1:
         return None
     cfg = pads[0].params["padding_config"] if pads else ((0, 0, 0),) * 4     # no pad: valid
-    stride = max((e.params["strides"] or (1, 1, 1, 1))[1] for e in eqns
-                 if e.primitive.name == "slice")
+    stride = max(((e.params["strides"] or (1, 1, 1, 1))[1] for e in eqns
+                  if e.primitive.name == "slice"), default=1)
     grouped = jax.make_jaxpr(lambda a, w: lax.conv_general_dilated(
         a, w, (stride, stride), [tuple(cfg[1][:2]), tuple(cfg[2][:2])],
         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=kernel.shape[-1]))(

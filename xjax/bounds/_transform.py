@@ -59,11 +59,11 @@ def bounds(model_fn: Callable, *, method: str = "crown", alpha_steps: int = 20,
         IBP, one spec row per element, in chunks of rows under ``lax.map`` when a layer is
         large, and every other interval re-propagated forward from them; never looser than IBP;
         its program grows with the square of the depth, so on deep networks calling ``g``
-        without ``jax.jit`` (op by op) can be far cheaper than compiling it), ``"crown_ibp"`` (backward relaxation on IBP intermediate
-        bounds), ``"alpha_crown"`` (CROWN, then the free parameters of the final pass's
-        relaxations, i.e. rectifier lower slopes, tangent points of smooth functions and
-        McCormick plane mixes, optimized in [0, 1] with Adam, one per spec row and element,
-        keeping the best bound seen: never looser than CROWN), or
+        without ``jax.jit`` (op by op) can be far cheaper than compiling it), ``"crown_ibp"``
+        (backward relaxation on IBP intermediate bounds), ``"alpha_crown"`` (CROWN, then the
+        free parameters of the final pass's relaxations, i.e. rectifier lower slopes, tangent
+        points of smooth functions and McCormick plane mixes, optimized in [0, 1] with Adam,
+        one per spec row and element, keeping the best bound seen: never looser than CROWN), or
         ``"lipschitz"`` for an L-Lipschitz (l2) network: :math:`f(c) \pm L \|C_s\|_2 \, r`
         with c the box centre and r its l2 radius (sound only if the network *is* L-Lipschitz,
         e.g. an exported ``xjax.lipschitz`` model).
