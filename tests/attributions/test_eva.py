@@ -137,3 +137,7 @@ def test_both_passes_share_one_traced_bound_whatever_the_batch_size(mlp10, top_k
         got = A.eva(counted, batch_size=b, **kw)(params, x, y)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         assert len(traces) == 1, traces
+    # a label out of range under jit (unchecked there) gives a NaN row on the chunked path too
+    bad = jnp.asarray(y).at[0].set(99)
+    maps = np.asarray(jax.jit(A.eva(model, batch_size=4, **kw))(params, x, bad))
+    assert np.isnan(maps[0]).all() and np.isfinite(maps[1:]).all()

@@ -358,3 +358,23 @@ def test_zoo_depthwise_convolution_is_bounded_as_one_grouped_convolution(stride,
         np.testing.assert_array_equal(got.upper, want.upper)
         assert_inside(jax.vmap(lambda z: slices(kern, z))(sample(x - 0.1, x + 0.1,
                                                                   jax.random.key(0), n=64)), got)
+
+
+def test_a_namesake_of_the_zoo_depthwise_call_is_inlined_not_misread():
+    """The call rule checks that the body is the zoo function's jaxpr at the parsed settings: a
+    user function that happens to be called ``depthwise_conv_slices`` (here: pad, then scale)
+    is walked as it is, and its bounds are its own."""
+    import functools
+
+    from xjax.bounds._ibp import trace
+
+    @functools.partial(jax.jit, static_argnames=("stride", "padding"))
+    def depthwise_conv_slices(x, kernel, *, stride, padding):
+        return jnp.pad(x, ((0, 0),) + padding + ((0, 0),))[:, ::stride, ::stride] * 2.0
+
+    f = lambda p, x: depthwise_conv_slices(x, p, stride=1, padding=((1, 1), (1, 1))).reshape(1, -1)
+    k, lo, hi = jnp.ones((3, 3, 1, 2)), jnp.zeros((1, 4, 4, 2)), jnp.ones((1, 4, 4, 2))
+    assert "conv_general_dilated" not in [e.prim.name for e in trace(f, k, lo, hi)[0].eqns]
+    iv = B.ibp(f)(k, lo, hi)
+    np.testing.assert_array_equal(iv.upper, f(k, hi))
+    np.testing.assert_array_equal(iv.lower, f(k, lo))

@@ -421,8 +421,9 @@ def _depthwise_as_grouped_conv(tape, eqn, body, invals):
     """The zoo's depthwise convolution (``xjax.models._layers.depthwise_conv``: k^2 strided
     slices of the padded input times the filter taps, fast on XLA:CPU) bounded as the grouped
     convolution it equals: one affine equation instead of 3k^2 - 1 (on EfficientNet-Lite0, most
-    of the tape). Its padding and stride are read from the body's ``pad`` and ``slice``; any
-    other body is inlined."""
+    of the tape). Its padding and stride are read from the body's ``pad`` and ``slice``, and
+    the body must be exactly the zoo function's jaxpr at those settings (another function that
+    happens to share the name is inlined, never misread)."""
     if len(invals) != 2 or not is_node(invals[0]) or is_node(invals[1]):
         return None
     x, kernel = invals
@@ -433,8 +434,15 @@ def _depthwise_as_grouped_conv(tape, eqn, body, invals):
     cfg = pads[0].params["padding_config"] if pads else ((0, 0, 0),) * 4     # no pad: valid
     stride = max(((e.params["strides"] or (1, 1, 1, 1))[1] for e in eqns
                   if e.primitive.name == "slice"), default=1)
+    pad = (tuple(cfg[1][:2]), tuple(cfg[2][:2]))
+    from xjax.models._layers import depthwise_conv_slices  # (models do not import bounds)
+    own = jax.make_jaxpr(lambda a, w: depthwise_conv_slices(a, w, stride=stride, padding=pad))(
+        jax.ShapeDtypeStruct(x.shape, x.lo.dtype), jax.ShapeDtypeStruct(kernel.shape,
+                                                                        kernel.dtype))
+    if str(call_body(own.eqns[0].primitive, own.eqns[0].params).jaxpr) != str(body.jaxpr):
+        return None                       # not the zoo's function with these settings: inline
     grouped = jax.make_jaxpr(lambda a, w: lax.conv_general_dilated(
-        a, w, (stride, stride), [tuple(cfg[1][:2]), tuple(cfg[2][:2])],
+        a, w, (stride, stride), list(pad),
         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=kernel.shape[-1]))(
         jax.ShapeDtypeStruct(x.shape, x.lo.dtype), jax.ShapeDtypeStruct(kernel.shape,
                                                                         kernel.dtype))
