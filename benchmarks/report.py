@@ -186,11 +186,16 @@ def cli_block(path: str) -> str:
     lines = [f"`{meta['command']}` at commit `{meta['commit']}` on {meta['date'][:10]} "
              f"({meta['machine']}; file `{os.path.relpath(path, ROOT)}`), "
              f"{r['meta']['model']}:", "",
-             "| method | cold s | warm s | own compute s | warm / compute |", "|---|---|---|---|---|"]
+             "| method | batch size | cold s | warm s | own compute s | warm / compute |",
+             "|---|---|---|---|---|---|"]
     for row in r["rows"]:
-        lines.append(f"| {row['method']} {row['params']} | {row['cold_s']:.2f} | "
-                     f"{row['warm_s']:.2f} | {row['compute_s']:.3f} | "
-                     f"{row['warm_over_compute']:.1f}x |")
+        lines.append(f"| {row['method']} {row['params']} | {row['batch_size']} | "
+                     f"{row['cold_s']:.2f} | {row['warm_s']:.2f} | {row['compute_s']:.3f} | "
+                     f"{row['warm_over_compute']:.2f}x |")
+    floor = r["rows"][0]["startup_s"]
+    lines += ["", f"Start-up floor: a fresh process importing the command's modules and loading "
+              f"the model takes {floor:.2f} s; a warm run's time beyond it and its compute is "
+              f"tracing, reading the compiled program from the cache and the figure."]
     return "\n".join(lines)
 
 

@@ -47,6 +47,25 @@ def test_progress_counts_every_block_of_a_jitted_explainer():
     assert sink.done_blocks == 60
 
 
+def test_counting_progress_adds_nothing_to_the_program():
+    """``report=False`` counts the blocks at trace time and leaves the program as traced outside
+    (no host callback, so it can go to the persistent compilation cache)."""
+    params, x, y = conv_params(), images(3), jnp.array([0, 1, 2], jnp.int32)
+    e = xjax.attributions.sobol(conv_model, grid_size=2, nb_design=8, batch_size=5)
+    def program():                    # a new function each time: traces are cached per function
+        return str(jax.make_jaxpr(lambda p, a, b: e(p, a, b))(params, x, y))
+
+    plain = program()
+    counting, reporting = Counter(), Counter()
+    with progress(counting, report=False):
+        counted = program()
+    with progress(reporting):
+        reported = program()
+    assert counting.planned_blocks == reporting.planned_blocks == 30   # as in the test above
+    assert counted == plain and "callback" not in counted
+    assert "callback" in reported and counting.done_blocks == 0
+
+
 def test_progress_counts_chunked_calls():
     sink = Counter()
     e = xjax.attributions.grad_cam(lambda p, a: a * p["w"], lambda p, a: a.mean((1, 2)),

@@ -16,16 +16,17 @@ them). With several methods, a method x image grid (``grid.png``) is written too
 ``--save-maps`` the float32 maps, the image names and the settings go to one ``.npz``
 (:func:`xjax.runs.load_maps_file` reads it). Images are explained a few at a time
 (``--images-per-step``, one jitted computation compiled once), with progress over the images
-and, inside a step, over the model-call blocks. Unreadable images are skipped with a warning.
+and, inside a step estimated to be long, over the model-call blocks (``--block-progress``).
+Unreadable images are skipped with a warning.
 
 JAX is imported only once a command runs, so ``xjax --help`` answers at once.
 """
 
 import argparse
-import contextlib
 import glob
 import os
 import sys
+from collections.abc import Callable
 
 from xjax._internal.registry import METHODS, REGISTRY, STOCHASTIC, hyperparameters, parse_value
 
@@ -121,8 +122,9 @@ def _batch_size(text: str) -> int | str:
     return int(text)
 
 
-def _tuned(model, mode: str, where: str) -> int:
-    """The measured batch size of ``model``'s ``mode`` program (cached; see xjax.tune)."""
+def _tuned(model, mode: str, where: str) -> tuple[int, float | None]:
+    """The measured batch size of ``model``'s ``mode`` program (cached; see xjax.tune) and the
+    images per second measured at it."""
     import numpy as np
 
     import xjax
@@ -135,14 +137,17 @@ def _tuned(model, mode: str, where: str) -> int:
     print(f"{where}: --batch-size auto: {choice.batch_size} ({mode} images/s at {rates}; "
           + ("cached" if choice.cached else "measured") + (f" in {choice.cache}" if choice.cache
                                                            else "") + ")", file=sys.stderr)
-    return choice.batch_size
+    return choice.batch_size, choice.images_per_second.get(choice.batch_size)
 
 
-def _resolve_batch_sizes(args, model, methods: list[str], params: dict[str, dict]) -> None:
+def _resolve_batch_sizes(args, model, methods: list[str], params: dict[str, dict]
+                         ) -> dict[str, float]:
     """Fill in each method's ``batch_size`` when ``--batch-size auto``: one model call per
     image (photos): the images of a step; EVA: its factory default; else measured for the
-    method's kind of model call (forward or forward+backward), once per kind."""
-    tuned: dict[str, int] = {}
+    method's kind of model call (forward or forward+backward), once per kind. Returns the
+    measured images per second of the methods whose batch size was measured."""
+    tuned: dict[str, tuple[int, float | None]] = {}
+    rates = {}
     for m in methods:
         if params[m]["batch_size"] is not None:      # --batch-size N or --param batch_size=N
             continue
@@ -154,7 +159,10 @@ def _resolve_batch_sizes(args, model, methods: list[str], params: dict[str, dict
         else:
             if calls not in tuned:
                 tuned[calls] = _tuned(model, calls, "xjax explain")
-            params[m]["batch_size"] = tuned[calls]
+            params[m]["batch_size"], rate = tuned[calls]
+            if rate:
+                rates[m] = rate
+    return rates
 
 
 def _method_params(methods: list[str], items: list[str],
@@ -179,12 +187,13 @@ def _method_params(methods: list[str], items: list[str],
     return chosen
 
 
-def _target(spec: str, class_names, n_classes: int):
-    """None for top-1, else the class index of ``spec`` (an index or a class name)."""
+def _target(spec: str, class_names, n_classes: Callable[[], int]):
+    """None for top-1, else the class index of ``spec`` (an index or a class name); the number
+    of classes is only computed (a trace of the model) for an index."""
     if spec == "top1":
         return None
     if spec.lstrip("-").isdigit():
-        k = int(spec)
+        k, n_classes = int(spec), n_classes()
         if not 0 <= k < n_classes:
             _fail("--target", f"class index {k} is outside [0, {n_classes}) for this model")
         return k
@@ -297,6 +306,39 @@ class _BlockBar:
         self.bar.close()
 
 
+class _BlockCount:
+    """Counts the model-call blocks traced (a progress sink that never reports)."""
+
+    def __init__(self):
+        self.blocks = 0
+
+    def planned(self, blocks: int) -> None:
+        self.blocks += blocks
+
+    def done(self) -> None:
+        pass
+
+
+BLOCK_PROGRESS_SECONDS = 10.0    # --block-progress auto: steps estimated longer show blocks
+BLOCK_PROGRESS_CALLS = 64        # ... or, with no measured throughput, making more calls
+
+
+def _show_blocks(mode: str, counts: dict[str, _BlockCount], params: dict[str, dict],
+                 rates: dict[str, float]) -> bool:
+    """Whether a step shows progress over its model-call blocks (``--block-progress``): ``on``,
+    ``off``, or ``auto``: when the step's model calls are estimated (blocks x batch size over
+    the measured images per second) to take over ``BLOCK_PROGRESS_SECONDS``, or, for a method
+    with no measured throughput (an explicit ``--batch-size``), when the step makes more than
+    ``BLOCK_PROGRESS_CALLS`` model calls."""
+    total = sum(c.blocks for c in counts.values())
+    if mode != "auto" or not total:
+        return mode == "on" and total > 0
+    if any(counts[m].blocks and m not in rates for m in counts):
+        return total > BLOCK_PROGRESS_CALLS
+    seconds = sum(c.blocks * params[m]["batch_size"] / rates[m] for m, c in counts.items())
+    return seconds > BLOCK_PROGRESS_SECONDS
+
+
 def _explain(args) -> int:
     methods = args.method.split(",")
     params = _method_params(methods, args.param,
@@ -316,10 +358,10 @@ def _explain(args) -> int:
 
     model = xjax.models.with_precision(model, args.precision)
     h, w, c = model.input_shape
-    n_classes = jax.eval_shape(model.model_fn, model.params,
-                               jax.ShapeDtypeStruct((1, h, w, c), np.float32)).shape[-1]
+    n_classes = lambda: jax.eval_shape(model.model_fn, model.params, jax.ShapeDtypeStruct(
+        (1, h, w, c), np.float32)).shape[-1]
     target = _target(args.target, model.class_names, n_classes)
-    _resolve_batch_sizes(args, model, methods, params)
+    rates = _resolve_batch_sizes(args, model, methods, params)
     if args.dataset:
         return _explain_dataset(args, model, methods, params, target)
     named = _read_images(args.images)
@@ -340,45 +382,54 @@ def _explain(args) -> int:
 
     key = jax.random.key(args.seed)
 
-    def run(p, x):
-        logits = model.model_fn(p, x)
-        y = logits.argmax(axis=-1) if target is None else jax.numpy.full(
-            (x.shape[0],), target, jax.numpy.int32)
-        maps = {m: e(p, x, y, key=key if m in STOCHASTIC else None)
-                for m, e in explainers.items()}
-        return jax.nn.softmax(logits), y, maps
+    def program(sink: Callable[[str], object]):
+        """The jitted step; each method traced inside the context ``sink(method)``."""
+        def run(p, x):
+            logits = model.model_fn(p, x)
+            y = logits.argmax(axis=-1) if target is None else jax.numpy.full(
+                (x.shape[0],), target, jax.numpy.int32)
+            maps = {}
+            for m, e in explainers.items():
+                with sink(m):
+                    maps[m] = e(p, x, y, key=key if m in STOCHASTIC else None)
+            return jax.nn.softmax(logits), y, maps
+        return jax.jit(run)
 
     label = (lambda k: model.class_names[k] if model.class_names else str(k))
     step = min(args.images_per_step, len(todo))
-    # Progress inside a step only for methods of many model calls per image: a program with
-    # host callbacks cannot go to the persistent compilation cache, and a method of one call
-    # per image has nothing to report inside it.
-    inner = not all(REGISTRY[m].single_call for m in methods)
-    blocks = _BlockBar(tqdm)
-    run = jax.jit(run)
+    example = jax.ShapeDtypeStruct((step, h, w, c), np.float32)
+    # Traced once counting each method's model-call blocks; only a step estimated to be long
+    # is traced again with a host report per block (a program with host callbacks cannot go to
+    # the persistent compilation cache, so it would compile on every run).
+    counts = {m: _BlockCount() for m in methods}
+    lowered = program(lambda m: progress(counts[m], report=False)).lower(model.params, example)
+    blocks = _BlockBar(tqdm) if _show_blocks(args.block_progress, counts, params, rates) else None
+    run = (program(lambda m: progress(blocks)).lower(model.params, example)
+           if blocks else lowered).compile()
     all_x, all_maps, titles = [], {m: [] for m in methods}, []
     bar = tqdm(total=len(todo), desc=f"{args.method} on {args.model}", unit="image")
-    with progress(blocks) if inner else contextlib.nullcontext():
-        for start in range(0, len(todo), step):
-            group = todo[start:start + step]
-            x = np.stack([prepare(im) for _, im in group])
-            padded = np.concatenate([x, np.repeat(x[-1:], step - len(x), 0)])  # one compile
+    for start in range(0, len(todo), step):
+        group = todo[start:start + step]
+        x = np.stack([prepare(im) for _, im in group])
+        padded = np.concatenate([x, np.repeat(x[-1:], step - len(x), 0)])  # one compile
+        if blocks:
             blocks.restart()
-            probs, ys, maps = jax.device_get(run(model.params, padded))
-            for i, ((name, _), xi) in enumerate(zip(group, x, strict=False)):
-                top = np.argsort(-probs[i])[:5]
-                titles.append(f"{name}: {label(int(ys[i]))}")
-                for m in methods:
-                    if args.overwrite or not os.path.exists(figure(name, m)):
-                        _write_figure(plots, figure(name, m), name, xi, maps[m][i], m,
-                                      probs[i], top, label, int(ys[i]), c)
-                    print(f"{figure(name, m)}\t{label(int(ys[i]))}\t{probs[i][ys[i]]:.3f}",
-                          flush=True)
-            all_x.append(x)
+        probs, ys, maps = jax.device_get(run(model.params, padded))
+        for i, ((name, _), xi) in enumerate(zip(group, x, strict=False)):
+            top = np.argsort(-probs[i])[:5]
+            titles.append(f"{name}: {label(int(ys[i]))}")
             for m in methods:
-                all_maps[m].append(maps[m][:len(group)])
-            bar.update(len(group))
-    blocks.close()
+                if args.overwrite or not os.path.exists(figure(name, m)):
+                    _write_figure(plots, figure(name, m), name, xi, maps[m][i], m,
+                                  probs[i], top, label, int(ys[i]), c)
+                print(f"{figure(name, m)}\t{label(int(ys[i]))}\t{probs[i][ys[i]]:.3f}",
+                      flush=True)
+        all_x.append(x)
+        for m in methods:
+            all_maps[m].append(maps[m][:len(group)])
+        bar.update(len(group))
+    if blocks:
+        blocks.close()
     bar.close()
     stacked = {m: np.concatenate(v) for m, v in all_maps.items()}
     if len(methods) > 1:
@@ -505,8 +556,8 @@ def _lens(args, parser) -> int:
     if batch_size == "auto":
         if args.method not in METHODS:
             parser.error(f"--method: unknown {args.method!r}; choose from {', '.join(METHODS)}")
-        batch_size = _tuned(model, REGISTRY[args.method].model_calls or "gradient",
-                            "xjax lens build")
+        batch_size, _ = _tuned(model, REGISTRY[args.method].model_calls or "gradient",
+                               "xjax lens build")
     try:
         xjax.lens.build_lens(
             model, x, y, args.out, classes=classes, nb_concepts=args.concepts,
@@ -583,6 +634,11 @@ def main(argv: list[str] | None = None) -> int:
                          "for the model (xjax.tune.batch_size, cached per model and backend)")
     ex.add_argument("--images-per-step", type=int, default=4,
                     help="images explained per jitted step (progress granularity)")
+    ex.add_argument("--block-progress", choices=("auto", "on", "off"), default="auto",
+                    help="progress over the model-call blocks inside a step; such a program is\n"
+                         "compiled on every run (host callbacks are not cached). auto: only for a\n"
+                         f"step estimated over {BLOCK_PROGRESS_SECONDS:g} s from the measured "
+                         f"throughput\n(or, unmeasured, over {BLOCK_PROGRESS_CALLS} model calls)")
     ex.add_argument("--seed", type=int, default=0, help="key of the stochastic methods")
     ex.add_argument("--overwrite", action="store_true",
                     help="redo images already explained; with --dataset, discard a run of "

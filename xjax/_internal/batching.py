@@ -41,20 +41,23 @@ class ProgressSink(Protocol):
     def done(self) -> None: ...
 
 
-_SINK: contextvars.ContextVar[ProgressSink | None] = contextvars.ContextVar("xjax_progress",
-                                                                           default=None)
+_SINK: contextvars.ContextVar[tuple[ProgressSink, bool] | None] = contextvars.ContextVar(
+    "xjax_progress", default=None)
 
 
 @contextlib.contextmanager
-def progress(sink: ProgressSink) -> Iterator[None]:
+def progress(sink: ProgressSink, *, report: bool = True) -> Iterator[None]:
     """Report the model-call blocks of every block loop traced inside this context to ``sink``.
 
-    The report is part of the traced program (a ``jax.debug.callback`` after each block, fed by
-    the block's result so it runs once the block is computed), so a function jitted and first
-    called here keeps reporting on later calls, and one traced elsewhere never reports. The
-    command line uses it for progress inside an image.
+    ``sink.planned(blocks)`` runs at trace time. With ``report=True`` the program also reports
+    each computed block (a ``jax.debug.callback`` after each block, fed by the block's result so
+    it runs once the block is computed), so a function jitted and first called here keeps
+    reporting on later calls, and one traced elsewhere never reports. A program holding a host
+    callback is not written to JAX's persistent compilation cache; ``report=False`` only counts
+    the blocks and leaves the program as it would be outside the context. The command line uses
+    both: it counts, estimates the step's time and only then decides whether to report.
     """
-    token = _SINK.set(sink)
+    token = _SINK.set((sink, report))
     try:
         yield
     finally:
@@ -62,11 +65,15 @@ def progress(sink: ProgressSink) -> Iterator[None]:
 
 
 def _reporting(body: Callable[..., Any], blocks: int) -> Callable[..., Any]:
-    """``body`` followed by a host report to the active sink, or ``body`` itself when none."""
-    sink = _SINK.get()
-    if sink is None:
+    """``body`` followed by a host report to the active sink, or ``body`` itself when none (or
+    when the sink only counts)."""
+    active = _SINK.get()
+    if active is None:
         return body
+    sink, report_blocks = active
     sink.planned(blocks)
+    if not report_blocks:
+        return body
 
     def report(_):
         sink.done()
