@@ -285,3 +285,27 @@ def test_no_compile_cache_flag(tmp_path, monkeypatch):
     assert cli.main(["--no-compile-cache", "explain", "--model", "small_cnn", "--images",
                      str(images), "--out", str(tmp_path / "out")]) == 0
     assert not (tmp_path / "cache").exists() and jax.config.jax_compilation_cache_dir == before
+
+
+def test_block_progress_is_shown_only_for_a_long_step():
+    """--block-progress auto: blocks x batch size / measured images per second against 30 s;
+    with no measurement, the number of model calls against 64; on and off as said."""
+    def counts(**blocks):
+        out = {}
+        for m, b in blocks.items():
+            out[m] = cli._BlockCount()
+            out[m].planned(b)
+        return out
+
+    params = {"sobol": {"batch_size": 8}, "saliency": {"batch_size": 4}}
+    show = cli._show_blocks
+    assert show("auto", counts(sobol=264), params, {"sobol": 91.0}) is False   # 23.2 s
+    assert show("auto", counts(sobol=400), params, {"sobol": 91.0}) is True    # 35.2 s
+    assert show("auto", counts(sobol=200, saliency=1), params,
+                {"sobol": 91.0, "saliency": 0.1}) is True                   # 17.6 s + 40 s
+    assert show("auto", counts(sobol=64), params, {}) is False              # unmeasured: calls
+    assert show("auto", counts(sobol=65), params, {}) is True
+    assert show("auto", counts(sobol=65), params, {"sobol": 1e6}) is False  # measured: fast
+    assert show("on", counts(sobol=1), params, {}) is True
+    assert show("on", counts(saliency=0), params, {}) is False              # nothing to show
+    assert show("off", counts(sobol=10 ** 6), params, {}) is False

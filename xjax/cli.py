@@ -319,7 +319,7 @@ class _BlockCount:
         pass
 
 
-BLOCK_PROGRESS_SECONDS = 10.0    # --block-progress auto: steps estimated longer show blocks
+BLOCK_PROGRESS_SECONDS = 30.0    # --block-progress auto: steps estimated longer show blocks
 BLOCK_PROGRESS_CALLS = 64        # ... or, with no measured throughput, making more calls
 
 
