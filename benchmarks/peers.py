@@ -10,7 +10,8 @@ occlusion patch 8 / 16 with stride equal to the patch, RISE 1000 / 2000 masks, S
 designs, KernelSHAP and LIME 500 samples on an 8x8 grid of superpixels, Grad-CAM on the last
 convolutional block.
 
-With ``--torch-python`` (an environment with ``torch`` and ``captum``), benchmarks/peers_torch.py
+With ``--torch-python`` (an environment with ``torch``, ``captum`` and ``scikit-learn``, with
+which Captum fits LIME and KernelSHAP), benchmarks/peers_torch.py
 first builds both networks in PyTorch, writes their random weights and inputs, and times Captum
 on them in the same run; xjax then loads those weights (checking that its logits agree with
 PyTorch's) and is timed on the very same networks. Without it, xjax runs on its own random
@@ -38,6 +39,7 @@ from _common import provenance, timed
 from flax import nnx
 
 import xjax
+from xjax._internal.batching import block_layout, item_layout
 from xjax.models._layers import max_pool
 
 A = xjax.attributions
@@ -113,6 +115,17 @@ def methods(s):
     }, b
 
 
+def rows_per_call(kind: str, n: int, calls: int, b: int) -> int:
+    """Images per model call of a method making ``calls`` calls per image on ``n`` images at
+    ``batch_size=b``: gradient methods run blocks of consecutive (image, sample) items
+    (``item_layout``), perturbation methods blocks of images x perturbations
+    (``block_layout``; occlusion's one unperturbed call per image aside)."""
+    if kind == "grad":
+        return item_layout(n, calls, b)[0]
+    n_c, s_c = block_layout(n, calls, b)
+    return n_c * s_c
+
+
 def _read_npz(path: str) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as f:          # arrays only, never pickles
         return {k: f[k] for k in f.files}
@@ -136,11 +149,20 @@ def run_xjax(name: str, torch_dir: str | None, only, repeats: int) -> dict:
                         jnp.float32)
         parity = None
     table, b = methods(s)
-    xb = jnp.asarray(np.random.default_rng(1).random((b, s["side"], s["side"], 3)), jnp.float32)
     fwd = jax.jit(model.model_fn)
     grad = jax.jit(jax.grad(lambda p, z: model.model_fn(p, z).max(-1).sum(), argnums=1))
-    unit = {"fwd": timed(fwd, model.params, xb, repeats=repeats) / b,
-            "grad": timed(grad, model.params, xb, repeats=repeats) / b}
+    programs, units = {"fwd": fwd, "grad": grad}, {}
+
+    def unit_at(kind: str, rows: int) -> float:
+        """Seconds per image of the model call alone (forward, or forward+backward to the
+        input) at ``rows`` images per call."""
+        if (kind, rows) not in units:
+            z = jnp.asarray(np.random.default_rng(1).random((rows, s["side"], s["side"], 3)),
+                            jnp.float32)
+            units[kind, rows] = timed(programs[kind], model.params, z, repeats=repeats) / rows
+        return units[kind, rows]
+
+    unit = {"fwd": unit_at("fwd", b), "grad": unit_at("grad", b)}
     print(f"# xjax {name}: forward {unit['fwd'] * 1e3:.3f} ms/img, forward+backward "
           f"{unit['grad'] * 1e3:.3f} ms/img at batch {b}; logits vs PyTorch {parity}", flush=True)
     y = jnp.asarray(np.asarray(fwd(model.params, x)).argmax(-1), jnp.int32)
@@ -155,8 +177,10 @@ def run_xjax(name: str, torch_dir: str | None, only, repeats: int) -> dict:
         jax.block_until_ready(run(model.params, x, y))
         first = time.perf_counter() - t0
         t = timed(run, model.params, x, y, repeats=repeats) / len(x)
+        per_call = rows_per_call(kind, len(x), calls, b)
         rows[method] = {"kwargs": kw, "seconds_per_image": t, "model_calls": calls,
-                        "unit": kind, "overhead_ratio": t / (calls * unit[kind]),
+                        "unit": kind, "rows_per_call": per_call,
+                        "overhead_ratio": t / (calls * unit_at(kind, per_call)),
                         "first_call_seconds": first}
         print(f"xjax {method:22s} {t:10.5f} s/image  ratio {rows[method]['overhead_ratio']:.3f}",
               flush=True)

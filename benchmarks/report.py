@@ -94,8 +94,10 @@ def peers_block(paths: list[str]) -> str:
     with open(paths[0]) as f:
         source = json.load(f)["reference"]["source"]
     lines += [f"Reference: {source}. Ratios above 1 (bold): xjax is faster. xjax / its model "
-              "calls: the method's time over its model calls' own time at the same batch size "
-              "(forward+backward for gradient methods, forward for perturbation methods)."]
+              "calls: the method's time over its model calls' own time at the images per call the "
+              "method's blocks hold (forward+backward to the input for gradient methods, forward "
+              "for perturbation methods; one image at a time for a one-call method on one "
+              "image)."]
     return "\n".join(lines)
 
 
