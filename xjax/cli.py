@@ -404,6 +404,10 @@ def _explain(args) -> int:
     counts = {m: _BlockCount() for m in methods}
     lowered = program(lambda m: progress(counts[m], report=False)).lower(model.params, example)
     blocks = _BlockBar(tqdm) if _show_blocks(args.block_progress, counts, params, rates) else None
+    if blocks and args.block_progress == "auto":
+        print("xjax explain: a long step: progress over its model-call blocks, so its program "
+              "is compiled on every run (--block-progress off keeps it in the compilation "
+              "cache)", file=sys.stderr)
     run = (program(lambda m: progress(blocks)).lower(model.params, example)
            if blocks else lowered).compile()
     all_x, all_maps, titles = [], {m: [] for m in methods}, []
@@ -411,7 +415,7 @@ def _explain(args) -> int:
     for start in range(0, len(todo), step):
         group = todo[start:start + step]
         x = np.stack([prepare(im) for _, im in group])
-        padded = np.concatenate([x, np.repeat(x[-1:], step - len(x), 0)])  # one compile
+        padded = np.concatenate([x, np.repeat(x[-1:], step - len(x), 0)]).astype(np.float32)
         if blocks:
             blocks.restart()
         probs, ys, maps = jax.device_get(run(model.params, padded))
