@@ -3,11 +3,13 @@ inputs written for xjax, and Captum's seconds per explained image on them.
 
     /path/to/torch-venv/bin/python benchmarks/peers_torch.py --out DIR [--models cnn,resnet18]
 
-Runs in an environment with ``torch`` and ``captum`` (not xjax's: ``pip install torch==2.13.0
-captum``). For each model it writes ``DIR/<model>_weights.npz`` (a torchvision-layout state
-dict of the random initialization, float32), ``DIR/<model>_inputs.npz`` (the images, NHWC, and
+Runs in an environment with ``torch``, ``captum`` and ``scikit-learn`` (not xjax's:
+``pip install torch==2.13.0 captum scikit-learn``). For each model it writes
+``DIR/<model>_weights.npz`` (a torchvision-layout state dict of the random initialization,
+float32), ``DIR/<model>_inputs.npz`` (the images, NHWC, and
 the logits PyTorch computes on them) and ``DIR/captum.json`` (seconds per image per method,
-and the model's own forward and forward+backward time per image at the same batch size).
+and the model's own forward and forward+backward (to the input only) time per image at the
+same batch size).
 benchmarks/peers.py loads the same weights into xjax and checks that the logits agree, so the
 two libraries are timed on one network.
 
@@ -195,9 +197,9 @@ def main():
             with torch.no_grad():
                 model(xb)
 
-        def grad(model=model, xb=xb):
-            z = xb.clone().requires_grad_(True)
-            model(z).max(1).values.sum().backward()
+        def grad(model=model, xb=xb):       # the input gradient alone, as Captum's and xjax's
+            z = xb.clone().requires_grad_(True)          # (.backward() would add the weights')
+            torch.autograd.grad(model(z).max(1).values.sum(), z)
 
         unit = {"fwd": timed(fwd, args.repeats) / s["batch"],
                 "grad": timed(grad, args.repeats) / s["batch"]}
