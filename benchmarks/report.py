@@ -181,6 +181,27 @@ def layers_block(path: str) -> str:
     return "\n".join(lines)
 
 
+def stem_block(path: str) -> str:
+    with open(path) as f:
+        r = json.load(f)
+    lines = [f"Measured by {_provenance(r, path)}; best of 3, compilation excluded.", "",
+             "| input side | channels in / out | kernel | stride | batch | plain: forward / input "
+             "gradient ms | space to depth: forward / input gradient ms | gradient speed-up |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in r["stems"]:
+        p = (row["plain_forward_ms"], row["plain_input_grad_ms"])
+        s2d = (row["space_to_depth_forward_ms"], row["space_to_depth_input_grad_ms"])
+        lines.append(f"| {row['side']} | {row['in']} / {row['out']} | {row['kernel']} | "
+                     f"{row['stride']} | {row['batch']} | {p[0]:.3g} / {p[1]:.3g} | "
+                     f"{s2d[0]:.3g} / {s2d[1]:.3g} | {p[1] / s2d[1]:.2f}x |")
+    m = r["resnet18"]
+    per = ", ".join(f"batch {b} {m[f'plain_b{b}_ms_per_img']:.1f} -> "
+                    f"{m[f'space_to_depth_b{b}_ms_per_img']:.1f}" for b in (1, 8, 25))
+    lines += ["", f"ResNet-18 at 224 px, forward+backward (input gradient) ms per image, plain "
+              f"stem -> shipped: {per}."]
+    return "\n".join(lines)
+
+
 def cli_block(path: str) -> str:
     with open(path) as f:
         r = json.load(f)
@@ -213,6 +234,9 @@ def blocks() -> dict[str, tuple[str, str]]:
     layers = os.path.join(RESULTS, "layers_cpu.json")
     if os.path.exists(layers):
         out["layers"] = (os.path.join(ROOT, "docs", "benchmarks.md"), layers_block(layers))
+    stem = os.path.join(RESULTS, "stem_conv_cpu.json")
+    if os.path.exists(stem):
+        out["stem"] = (os.path.join(ROOT, "docs", "benchmarks.md"), stem_block(stem))
     cli = os.path.join(RESULTS, "cli_cpu.json")
     if os.path.exists(cli):
         out["cli"] = (os.path.join(ROOT, "docs", "cli.md"), cli_block(cli))

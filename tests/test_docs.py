@@ -92,7 +92,7 @@ def test_generated_blocks_come_from_their_results_files():
         "report", os.path.join(ROOT, "benchmarks", "report.py"))
     report = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(report)
-    assert set(report.blocks()) == {"peers", "lens", "tune", "layers", "cli"}
+    assert set(report.blocks()) == {"peers", "lens", "tune", "layers", "cli", "stem"}
     assert report.main(["--check"]) == 0, "run python benchmarks/report.py"
     with open(os.path.join(ROOT, "README.md")) as f:
         text = f.read()

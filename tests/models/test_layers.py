@@ -118,3 +118,82 @@ def test_depthwise_conv_equals_numpy_and_the_grouped_convolution(h, w, k, stride
     np.testing.assert_allclose(conv(x), y, rtol=0, atol=0)
     hlo = jax.jit(conv.__call__).lower(x).as_text()
     assert "feature_group_count" not in hlo and "convolution" not in hlo
+
+
+# --- strided_conv: the plain strided convolution, differentiated through space to depth ------
+
+def _numpy_conv(x, w, stride, padding):
+    """Float64 NumPy cross-correlation, NHWC / HWIO, explicit padding."""
+    x = np.pad(np.asarray(x, np.float64), ((0, 0), padding[0], padding[1], (0, 0)))
+    w = np.asarray(w, np.float64)
+    k1, k2, _, f = w.shape
+    oh, ow = (x.shape[1] - k1) // stride + 1, (x.shape[2] - k2) // stride + 1
+    out = np.zeros((x.shape[0], oh, ow, f))
+    for i in range(k1):
+        for j in range(k2):
+            patch = x[:, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride]
+            out += patch @ w[i, j]
+    return out
+
+
+STRIDED = [(2, 7, (3, 3), (17, 16)), (2, 3, (0, 1), (9, 9)), (3, 5, (2, 1), (13, 11)),
+           (2, 4, (0, 0), (8, 10)), (2, 1, (0, 0), (7, 7)), (4, 3, (5, 5), (6, 6))]
+
+
+@pytest.mark.parametrize("stride,kernel,pad,hw", STRIDED)
+def test_strided_conv_values_and_derivatives(stride, kernel, pad, hw):
+    """Values: exactly lax's strided convolution, and the space-to-depth form equals a float64
+    NumPy convolution (kernels not a multiple of the stride, asymmetric and wide padding, a
+    1x1 kernel, stride 4 over a 6-pixel image). Derivatives: the gradients in the input and the
+    kernel, forward mode and a second derivative equal lax's to float rounding."""
+    from xjax.models._layers import space_to_depth_conv, strided_conv
+
+    rng = np.random.default_rng(stride * 100 + kernel)
+    x = jnp.asarray(rng.normal(size=(2, *hw, 3)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(kernel, kernel, 3, 5)), jnp.float32)
+    padding = (pad, pad[::-1])
+    plain = lambda a, k: lax.conv_general_dilated(a, k, (stride, stride), padding,
+                                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    ours = lambda a, k: strided_conv(a, k, stride, padding)
+    expected = _numpy_conv(x, w, stride, padding)
+    np.testing.assert_array_equal(ours(x, w), plain(x, w))
+    np.testing.assert_allclose(space_to_depth_conv(x, w, stride=stride, padding=padding),
+                               expected, rtol=1e-5, atol=1e-5)
+    ct = jnp.asarray(rng.normal(size=expected.shape), jnp.float32)
+    grads = lambda f: jax.grad(lambda a, k: (f(a, k) * ct).sum(), argnums=(0, 1))(x, w)
+    for g, r in zip(grads(ours), grads(plain), strict=True):
+        np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5)
+    t = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+    np.testing.assert_allclose(jax.jvp(lambda a: ours(a, w), (x,), (t,))[1],
+                               jax.jvp(lambda a: plain(a, w), (x,), (t,))[1], rtol=1e-5, atol=1e-5)
+    second = lambda f: jax.grad(lambda k: (jax.grad(lambda a: (f(a, k) * ct).sum())(x) ** 2)
+                                .sum())(w)
+    np.testing.assert_allclose(second(ours), second(plain), rtol=1e-5, atol=1e-4)
+
+
+def test_resnet_stem_differentiates_through_space_to_depth():
+    """ResNet's 7x7 stride-2 stem uses it: the compiled input gradient holds no input-dilated
+    convolution (XLA's own transpose of a strided one), and the model's input gradient equals
+    the one through the plain convolution (the same module with the option off)."""
+    from xjax.models._bridge import from_nnx
+    from xjax.models._resnet import BasicBlock, ResNet
+
+    module = ResNet(BasicBlock, (1, 1, 1, 1), num_classes=4, rngs=nnx.Rngs(0))
+    module.eval()
+    x = jnp.asarray(np.random.default_rng(0).random((2, 32, 32, 3)), jnp.float32)
+
+    def input_grad():
+        model_fn, params = from_nnx(module)
+        return jax.jit(jax.grad(lambda a: model_fn(params, a)[:, 1].sum()))
+
+    def stem_transposes(f):           # convolutions producing the image's gradient, dilated
+        return [line for line in f.lower(x).as_text().splitlines()
+                if "stablehlo.convolution" in line and "-> tensor<2x32x32x3xf32>" in line
+                and "lhs_dilate = [2, 2]" in line]
+
+    fast = input_grad()
+    assert module.conv1.space_to_depth_gradient and not stem_transposes(fast)
+    module.conv1.space_to_depth_gradient = False
+    plain = input_grad()
+    assert len(stem_transposes(plain)) == 1                      # what it replaces
+    np.testing.assert_allclose(fast(x), plain(x), rtol=1e-5, atol=1e-6)

@@ -77,7 +77,8 @@ class ResNet(nnx.Module):
     def __init__(self, block: type, layers: tuple[int, ...], *, num_classes: int = 1000,
                  in_channels: int = 3, rngs: nnx.Rngs):
         self.in_channels = in_channels
-        self.conv1 = Conv2d(in_channels, 64, 7, stride=2, padding=3, rngs=rngs)
+        self.conv1 = Conv2d(in_channels, 64, 7, stride=2, padding=3, space_to_depth_gradient=True,
+                            rngs=rngs)
         self.bn1 = batch_norm(64, rngs=rngs)
         cin = 64
         for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers, strict=True)):
