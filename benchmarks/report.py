@@ -158,20 +158,33 @@ def tune_block(path: str) -> str:
     return "\n".join(lines)
 
 
+def _forms_table(r: dict, path: str, rows: list[dict], keys: dict, forms: tuple[str, str],
+                 speedup: tuple, note: str = "") -> list[str]:
+    """A measured table of two forms of a layer: per row, the ``keys`` columns (``{title:
+    row -> text}``), each form's forward / input-gradient ms, and ``speedup = (title, (forward
+    ratio, gradient ratio) -> text)`` of the first form over the second."""
+    cells = lambda row, form: (row[f"{form}_forward_ms"], row[f"{form}_input_grad_ms"])
+    names = [form.replace("_", " ") for form in forms]
+    lines = [f"Measured by {_provenance(r, path)}; {note}best of 3, compilation excluded.", "",
+             "| " + " | ".join([*keys, *(f"{n}: forward / input gradient ms" for n in names),
+                                speedup[0]]) + " |",
+             "|" + "---|" * (len(keys) + 3)]
+    for row in rows:
+        (fa, ga), (fb, gb) = cells(row, forms[0]), cells(row, forms[1])
+        lines.append("| " + " | ".join([*(k(row) for k in keys.values()), f"{fa:.3g} / {ga:.3g}",
+                                        f"{fb:.3g} / {gb:.3g}", speedup[1](fa / fb, ga / gb)])
+                     + " |")
+    return lines
+
+
 def layers_block(path: str) -> str:
     with open(path) as f:
         r = json.load(f)
-    lines = [f"Measured by {_provenance(r, path)}; batch {r['batch']}, best of 3, compilation "
-             "excluded.", "",
-             "| channels | input side | kernel | stride | grouped: forward / input gradient ms |"
-             " slices: forward / input gradient ms | speed-up forward / gradient |",
-             "|---|---|---|---|---|---|---|"]
-    for row in r["layers"]:
-        g = (row["grouped_forward_ms"], row["grouped_input_grad_ms"])
-        sl = (row["slices_forward_ms"], row["slices_input_grad_ms"])
-        lines.append(f"| {row['channels']} | {row['side']} | {row['kernel']} | {row['stride']} | "
-                     f"{g[0]:.3g} / {g[1]:.3g} | {sl[0]:.3g} / {sl[1]:.3g} | "
-                     f"{g[0] / sl[0]:.0f}x / {g[1] / sl[1]:.0f}x |")
+    keys = {"channels": lambda w: str(w["channels"]), "input side": lambda w: str(w["side"]),
+            "kernel": lambda w: str(w["kernel"]), "stride": lambda w: str(w["stride"])}
+    lines = _forms_table(r, path, r["layers"], keys, ("grouped", "slices"),
+                         ("speed-up forward / gradient", lambda f, g: f"{f:.0f}x / {g:.0f}x"),
+                         note=f"batch {r['batch']}, ")
     m = r["efficientnet_lite0"]
     before, after = m["grouped"], m["slices"]
     lines += ["", f"EfficientNet-Lite0 at batch {r['batch']}, images/s: forward "
@@ -184,16 +197,12 @@ def layers_block(path: str) -> str:
 def stem_block(path: str) -> str:
     with open(path) as f:
         r = json.load(f)
-    lines = [f"Measured by {_provenance(r, path)}; best of 3, compilation excluded.", "",
-             "| input side | channels in / out | kernel | stride | batch | plain: forward / input "
-             "gradient ms | space to depth: forward / input gradient ms | gradient speed-up |",
-             "|---|---|---|---|---|---|---|---|"]
-    for row in r["stems"]:
-        p = (row["plain_forward_ms"], row["plain_input_grad_ms"])
-        s2d = (row["space_to_depth_forward_ms"], row["space_to_depth_input_grad_ms"])
-        lines.append(f"| {row['side']} | {row['in']} / {row['out']} | {row['kernel']} | "
-                     f"{row['stride']} | {row['batch']} | {p[0]:.3g} / {p[1]:.3g} | "
-                     f"{s2d[0]:.3g} / {s2d[1]:.3g} | {p[1] / s2d[1]:.2f}x |")
+    keys = {"input side": lambda w: str(w["side"]),
+            "channels in / out": lambda w: f"{w['in']} / {w['out']}",
+            "kernel": lambda w: str(w["kernel"]), "stride": lambda w: str(w["stride"]),
+            "batch": lambda w: str(w["batch"])}
+    lines = _forms_table(r, path, r["stems"], keys, ("plain", "space_to_depth"),
+                         ("gradient speed-up", lambda f, g: f"{g:.2f}x"))
     m = r["resnet18"]
     per = ", ".join(f"batch {b} {m[f'plain_b{b}_ms_per_img']:.1f} -> "
                     f"{m[f'space_to_depth_b{b}_ms_per_img']:.1f}" for b in (1, 8, 25))
