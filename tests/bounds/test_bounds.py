@@ -409,3 +409,29 @@ def test_crown_reads_output_intervals_propagated_from_tightened_inputs():
         np.testing.assert_allclose(iv.upper, -0.3, atol=1e-5)
     iv = B.bounds(f, method="crown", sound_float=True)(w, lo, hi)
     assert bool((iv.lower <= -0.3).all() and (iv.lower > -0.3 - 1e-4).all())
+
+
+def test_tighten_reports_each_bounded_node_once():
+    """``tighten(..., on_bound=...)`` (the diagnostics hook of benchmarks/bounds_vit_widths.py)
+    is called once per node that a relaxation needs, with the relaxed equation, and bounds that
+    contain the node's value at sampled points of the box and equal what it returns."""
+    from xjax.bounds._crown import relaxed, tighten
+    from xjax.bounds._ibp import trace
+
+    rng = np.random.default_rng(3)
+    w1 = jnp.asarray(rng.normal(size=(4, 6)), jnp.float32)
+    w2 = jnp.asarray(rng.normal(size=(6, 2)), jnp.float32)
+    hidden = lambda p, x: x @ p[0]
+    f = lambda p, x: jnp.tanh(jax.nn.relu(hidden(p, x)) @ p[1])
+    x = jnp.asarray(rng.normal(size=(1, 4)), jnp.float32)
+    lo, hi = x - 0.2, x + 0.2
+    tape, x_node, _ = trace(f, (w1, w2), lo, hi, sound=False)
+    seen = []
+    out = tighten(tape, x_node, lo, hi,
+                  on_bound=lambda eqn, node, a, b: seen.append((eqn.prim.name, node.index, a, b)))
+    assert [name for name, *_ in seen] == ["max", "tanh"]      # relu's and tanh's inputs
+    assert len({i for _, i, *_ in seen}) == len(seen) == sum(relaxed(e) for e in tape.eqns)
+    pre = hidden((w1, w2), x + rng.uniform(-0.2, 0.2, size=(4096, 4)).astype(np.float32))
+    _, node, low, up = seen[0]
+    assert bool((pre >= low - 1e-5).all() and (pre <= up + 1e-5).all())
+    np.testing.assert_array_equal(out[node][0], low)

@@ -230,7 +230,7 @@ def _narrow_outward(lo, hi, dtype):
     return lo_d, hi_d
 
 
-def tighten(tape, x_node, lower, upper) -> dict:
+def tighten(tape, x_node, lower, upper, *, on_bound=None) -> dict:
     """CROWN intermediate bounds of every node: ``{node index: (lower, upper)}``.
 
     In tape order, every input of a relaxed equation is first bounded by its own backward pass
@@ -241,6 +241,10 @@ def tighten(tape, x_node, lower, upper) -> dict:
     whose predicate is undecided, anything concretized) from inheriting IBP's blow-up: on a
     two-block ViT, IBP's attention-score maximum reaches 1e34 while its inputs, tightened,
     span [-0.65, 2.3].
+
+    ``on_bound(eqn, node, lo, hi)``, if given, is called after each node's own pass (with the
+    relaxed equation that needed it and the intersected bounds): a hook for diagnostics such as
+    ``benchmarks/bounds_vit_widths.py``, which finds where the bounds of a deep network grow.
     """
     current: dict[int, tuple] = {}
     passed: set[int] = set()                               # nodes bounded by their own pass
@@ -261,6 +265,8 @@ def tighten(tape, x_node, lower, upper) -> dict:
                 c_lo, c_hi = bounds_of(pre)
                 current[pre.index] = (jnp.maximum(lo, c_lo), jnp.minimum(hi, c_hi))
                 passed.add(pre.index)
+                if on_bound is not None:
+                    on_bound(eqn, pre, *current[pre.index])
         views: dict[int, Node] = {}                        # one view per node: x * x stays a square
         for v in eqn.inputs:
             if is_node(v) and v.index not in views:

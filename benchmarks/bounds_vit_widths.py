@@ -1,0 +1,48 @@
+"""Where full CROWN's bounds grow in a deep ViT: the width of every intermediate bound that a
+relaxation needs, block by block (issue 20's open item: ViT-Tiny's bound is infinite).
+
+    python benchmarks/bounds_vit_widths.py 9 > benchmarks/results/bounds_vit_widths_cpu.txt
+
+The setting of benchmarks/bounds_vit_depth.py (16 px, patch 8: four tokens, random init, the
+chelsea photo, radius 1e-4), run op by op. One line per bounded node, in tape order: the
+relaxed primitive that needed it, its shape, the largest width, the smallest lower end and the
+largest upper end, and the seconds since the start.
+"""
+
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+
+import xjax
+from xjax.bounds._crown import tighten
+from xjax.bounds._ibp import trace
+from xjax.models._bridge import init_module, model_from_nnx
+from xjax.models._vit import VisionTransformer
+
+
+def main(depth: int) -> None:
+    size = 16
+    photo = xjax.data.sample_photos(["chelsea"])[0].image
+    x = jnp.asarray(xjax.data.resize_center_crop(photo, size)[None])
+    module = init_module(lambda rngs: VisionTransformer(
+        image_size=size, patch_size=size // 2, depth=depth, num_classes=1000, rngs=rngs),
+        jax.random.key(0))
+    m = model_from_nnx(module, input_shape=(size, size, 3))
+    r = 1e-4
+    tape, x_node, _ = trace(m.model_fn, m.params, x - r, x + r, sound=False)
+    start, position = time.perf_counter(), {id(e): i for i, e in enumerate(tape.eqns)}
+    print(f"# depth {depth}, {len(tape.eqns)} equations; jax {jax.__version__}", flush=True)
+
+    def report(eqn, node, lo, hi):
+        print(f"eqn {position[id(eqn)]:5d} {eqn.prim.name:12s} node {node.index:5d} "
+              f"shape {'x'.join(map(str, node.shape)):12s} width {float(jnp.max(hi - lo)):.3g} "
+              f"lo {float(jnp.min(lo)):.3g} hi {float(jnp.max(hi)):.3g} "
+              f"t {time.perf_counter() - start:.0f} s", flush=True)
+
+    tighten(tape, x_node, x - r, x + r, on_bound=report)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))
