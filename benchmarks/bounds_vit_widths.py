@@ -14,6 +14,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+from _common import provenance
 
 import xjax
 from xjax.bounds._crown import tighten
@@ -33,6 +34,9 @@ def main(depth: int) -> None:
     r = 1e-4
     tape, x_node, _ = trace(m.model_fn, m.params, x - r, x + r, sound=False)
     start, position = time.perf_counter(), {id(e): i for i, e in enumerate(tape.eqns)}
+    p = provenance()
+    print(f"# {p['command']} at commit {p['commit']} on {p['date']} ({p['machine']}, jax "
+          f"{p['jax']})", flush=True)
     print(f"# depth {depth}, {len(tape.eqns)} equations; jax {jax.__version__}", flush=True)
 
     def report(eqn, node, lo, hi):
