@@ -306,6 +306,9 @@ def test_block_progress_is_shown_only_for_a_long_step():
     assert show("auto", counts(sobol=64), params, {}) is False              # unmeasured: calls
     assert show("auto", counts(sobol=65), params, {}) is True
     assert show("auto", counts(sobol=65), params, {"sobol": 1e6}) is False  # measured: fast
+    assert show("auto", counts(sobol=264, saliency=1), params,              # 23.2 s, and one
+                {"sobol": 91.0}) is False                                    # unmeasured call
+    assert show("auto", counts(sobol=1, saliency=65), params, {"sobol": 91.0}) is True
     assert show("on", counts(sobol=1), params, {}) is True
     assert show("on", counts(saliency=0), params, {}) is False              # nothing to show
     assert show("off", counts(sobol=10 ** 6), params, {}) is False

@@ -326,17 +326,17 @@ BLOCK_PROGRESS_CALLS = 64        # ... or, with no measured throughput, making m
 def _show_blocks(mode: str, counts: dict[str, _BlockCount], params: dict[str, dict],
                  rates: dict[str, float]) -> bool:
     """Whether a step shows progress over its model-call blocks (``--block-progress``): ``on``,
-    ``off``, or ``auto``: when the step's model calls are estimated (blocks x batch size over
-    the measured images per second) to take over ``BLOCK_PROGRESS_SECONDS``, or, for a method
-    with no measured throughput (an explicit ``--batch-size``), when the step makes more than
-    ``BLOCK_PROGRESS_CALLS`` model calls."""
+    ``off``, or ``auto``: when the model calls of the methods with a measured throughput are
+    estimated (blocks x batch size over images per second) to take over
+    ``BLOCK_PROGRESS_SECONDS``, or the methods without one (an explicit ``--batch-size``, EVA,
+    one call per image) make more than ``BLOCK_PROGRESS_CALLS`` calls."""
     total = sum(c.blocks for c in counts.values())
     if mode != "auto" or not total:
         return mode == "on" and total > 0
-    if any(counts[m].blocks and m not in rates for m in counts):
-        return total > BLOCK_PROGRESS_CALLS
-    seconds = sum(c.blocks * params[m]["batch_size"] / rates[m] for m, c in counts.items())
-    return seconds > BLOCK_PROGRESS_SECONDS
+    seconds = sum(c.blocks * params[m]["batch_size"] / rates[m]
+                  for m, c in counts.items() if m in rates)
+    unmeasured = sum(c.blocks for m, c in counts.items() if m not in rates)
+    return seconds > BLOCK_PROGRESS_SECONDS or unmeasured > BLOCK_PROGRESS_CALLS
 
 
 def _explain(args) -> int:
