@@ -1,4 +1,5 @@
-"""What every benchmark script shares: the timer and the provenance of a results file."""
+"""What every benchmark script shares: the timer and the provenance of a results file (and the
+bound benchmarks' ViT)."""
 
 import datetime
 import os
@@ -39,3 +40,20 @@ def provenance() -> dict:
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, {dev.platform}"
                        + (f" {kind}" if kind and kind != dev.platform else ""),
             "jax": jax.__version__}
+
+
+def vit_around_photo(depth: int, size: int = 16):
+    """The bound benchmarks' ViT (patch ``size // 2``: four tokens, random init, ``depth``
+    encoder blocks) and the chelsea photo at ``size`` px: ``(model, x: f32[1, size, size, 3])``."""
+    import jax.numpy as jnp
+
+    import xjax
+    from xjax.models._bridge import init_module, model_from_nnx
+    from xjax.models._vit import VisionTransformer
+
+    photo = xjax.data.sample_photos(["chelsea"])[0].image
+    x = jnp.asarray(xjax.data.resize_center_crop(photo, size)[None])
+    module = init_module(lambda rngs: VisionTransformer(
+        image_size=size, patch_size=size // 2, depth=depth, num_classes=1000, rngs=rngs),
+        jax.random.key(0))
+    return model_from_nnx(module, input_shape=(size, size, 3)), x

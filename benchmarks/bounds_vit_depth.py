@@ -17,20 +17,13 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import vit_around_photo
 
 import xjax
-from xjax.models._bridge import init_module, model_from_nnx
-from xjax.models._vit import VisionTransformer
 
 B = xjax.bounds
-size = 16
-photo = xjax.data.sample_photos(["chelsea"])[0].image
-x = jnp.asarray(xjax.data.resize_center_crop(photo, size)[None])
 for depth in [int(d) for d in sys.argv[1].split(",")]:
-    mod = init_module(lambda rngs, depth=depth: VisionTransformer(image_size=size, patch_size=size // 2,
-                                                     depth=depth, num_classes=1000, rngs=rngs),
-                      jax.random.key(0))
-    m = model_from_nnx(mod, input_shape=(size, size, 3))
+    m, x = vit_around_photo(depth)
     logits = m.model_fn(m.params, x)
     top2 = jnp.argsort(logits[0])[-2:]
     spec = jnp.zeros((1, 1000)).at[0, top2[1]].set(1.0).at[0, top2[0]].add(-1.0)

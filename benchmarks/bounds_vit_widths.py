@@ -14,23 +14,14 @@ import time
 
 import jax
 import jax.numpy as jnp
-from _common import provenance
+from _common import provenance, vit_around_photo
 
-import xjax
 from xjax.bounds._crown import tighten
 from xjax.bounds._ibp import trace
-from xjax.models._bridge import init_module, model_from_nnx
-from xjax.models._vit import VisionTransformer
 
 
 def main(depth: int) -> None:
-    size = 16
-    photo = xjax.data.sample_photos(["chelsea"])[0].image
-    x = jnp.asarray(xjax.data.resize_center_crop(photo, size)[None])
-    module = init_module(lambda rngs: VisionTransformer(
-        image_size=size, patch_size=size // 2, depth=depth, num_classes=1000, rngs=rngs),
-        jax.random.key(0))
-    m = model_from_nnx(module, input_shape=(size, size, 3))
+    m, x = vit_around_photo(depth)
     r = 1e-4
     tape, x_node, _ = trace(m.model_fn, m.params, x - r, x + r, sound=False)
     start, position = time.perf_counter(), {id(e): i for i, e in enumerate(tape.eqns)}
