@@ -220,13 +220,15 @@ def test_zoo_primitive_coverage_vit():
     _assert_sound(model.model_fn, model.params, x - 1e-4, x + 1e-4, iv, jax.random.key(1))
 
 
-def test_two_block_vit_full_crown_certifies_where_ibp_is_infinite():
+def test_two_block_vit_full_crown_certifies_where_ibp_is_vacuous():
     """A two-block ViT (width 16, 2 heads) around a real photo, radius 1e-4: IBP and CROWN-IBP
-    are infinite; full CROWN certifies the top-2 margin (measured [0.352, 0.368] around 0.360).
-    Before, full CROWN was infinite from the second block on: its relaxations of max and
-    softmax read IBP's output intervals (1e34), and IBP's division of a huge one-sided interval
-    by a constant rounded its lower end above the true value, so tight and IBP bounds
-    intersected to empty intervals. Eager (op by op), as a user bounding one box would run it."""
+    are vacuous (measured +-1.3e18 and +-5.1e17; infinite before softmax had its
+    exponential-reciprocal form); full CROWN certifies the top-2 margin (measured
+    [0.352, 0.368] around 0.360). Before, full CROWN was infinite from the second block on:
+    its relaxations of max and softmax read IBP's output intervals (1e34), and IBP's division
+    of a huge one-sided interval by a constant rounded its lower end above the true value, so
+    tight and IBP bounds intersected to empty intervals. Eager (op by op), as a user bounding
+    one box would run it."""
     from xjax.models._bridge import init_module, model_from_nnx
     from xjax.models._vit import VisionTransformer
 
@@ -243,7 +245,7 @@ def test_two_block_vit_full_crown_certifies_where_ibp_is_infinite():
     lo, hi = x - 1e-4, x + 1e-4
     for method in ("ibp", "crown_ibp"):
         iv = B.bounds(m.model_fn, method=method)(m.params, lo, hi, spec)
-        assert not bool(jnp.isfinite(iv.lower).any()), method
+        assert float(iv.lower[0, 0]) < -1e6 and float(iv.upper[0, 0]) > 1e6, method
     iv = B.bounds(m.model_fn, method="crown")(m.params, lo, hi, spec)
     _assert_sound(m.model_fn, m.params, lo, hi, iv, jax.random.key(2), spec=spec)
     assert 0.0 < float(iv.lower[0, 0]) <= margin <= float(iv.upper[0, 0])
@@ -280,6 +282,93 @@ def test_primitive_rules_are_sound(name):
     for method in ("ibp", "crown"):
         iv = B.bounds(model_fn, method=method)(None, lower, upper)
         _assert_sound(model_fn, None, lower, upper, iv, jax.random.key(3))
+
+
+def _softmax_written_out(z, shift):
+    """``exp(z - shift) / sum(exp(z - shift))`` over the last axis, spelled as jax.nn.softmax."""
+    e = jnp.exp(z - shift)
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_softmax_is_bounded_in_exponential_reciprocal_form():
+    """jax.nn.softmax is recognised on the tape and bounded as ``1 / (1 + sum_{j != i}
+    exp(x_j - x_i))``: its interval is the closed form (float64 NumPy, below), no maximum and no
+    product of two bounded tensors is left, and every method is narrower than the same softmax
+    written so that it is not recognised (a product with a reciprocal). Measured on this net
+    (mean widths, recognised / not): IBP 0.216 / 0.505, CROWN-IBP 0.212 / 0.393, CROWN
+    0.191 / 0.322, alpha-CROWN 0.178 / 0.258."""
+    from xjax.bounds._ibp import trace
+
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(3, 5)), jnp.float32)
+    lo, hi = x - jnp.asarray(rng.uniform(0, 0.6, (3, 5)), jnp.float32), x + 0.3
+    iv = B.bounds(lambda p, z: jax.nn.softmax(z, axis=-1), method="ibp")(None, lo, hi)
+    l64, u64 = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    want_lo, want_hi = np.empty_like(l64), np.empty_like(l64)
+    for i in range(5):
+        o = [j for j in range(5) if j != i]
+        want_lo[:, i] = 1.0 / (1.0 + np.exp(u64[:, o] - l64[:, [i]]).sum(-1))
+        want_hi[:, i] = 1.0 / (1.0 + np.exp(l64[:, o] - u64[:, [i]]).sum(-1))
+    np.testing.assert_allclose(iv.lower, want_lo, rtol=1e-5)
+    np.testing.assert_allclose(iv.upper, want_hi, rtol=1e-5)
+
+    w = jnp.asarray(rng.normal(size=(4, 5)), jnp.float32)
+    recognised = lambda p, z: jax.nn.softmax(jnp.tanh(z @ p), axis=-1)
+
+    def hidden(p, z):
+        h = jnp.tanh(z @ p)
+        e = jnp.exp(h - jax.lax.stop_gradient(h.max(-1, keepdims=True)))
+        return e * (1.0 / e.sum(-1, keepdims=True))
+
+    z = jax.random.normal(jax.random.key(3), (2, 4))
+    tape, _, _ = trace(recognised, w, z - 0.3, z + 0.3)
+    names = [e.prim.name for e in tape.eqns]
+    assert "reduce_max" not in names and "div" not in names and names[-1] == "integer_pow"
+    assert not any(e.prim.name == "mul" and all(map(xjax.bounds._interval.is_node, e.inputs))
+                   for e in tape.eqns)
+    for method in ("ibp", "crown_ibp", "crown", "alpha_crown"):
+        a = B.bounds(recognised, method=method)(w, z - 0.3, z + 0.3)
+        b = B.bounds(hidden, method=method)(w, z - 0.3, z + 0.3)
+        _assert_sound(recognised, w, z - 0.3, z + 0.3, a, jax.random.key(4))
+        assert float((a.upper - a.lower).mean()) < 0.75 * float((b.upper - b.lower).mean()), method
+
+
+@pytest.mark.parametrize("case", ["axis1", "shift_varies", "numerator_reused", "reshape_keepdims"])
+def test_softmax_form_only_where_the_shift_cancels(case):
+    """The rewrite holds only when the quotient is a softmax whatever the shift: a shift that
+    varies along the summed axis (``exp(z - reversed z)``) is not rewritten, a numerator read
+    elsewhere keeps its own value, another axis and a keepdims spelled as a reshape are found.
+    A point box must give the function's value, and random boxes stay sound."""
+    fns = {
+        "axis1": lambda z: jax.nn.softmax(z.reshape(z.shape[0], 3, 4), axis=1),
+        "shift_varies": lambda z: _softmax_written_out(z, z[:, ::-1]),
+        "numerator_reused": lambda z: _softmax_written_out(z, 0.5) + jnp.exp(z - 0.5),
+        "reshape_keepdims": lambda z: (lambda e: e / e.sum(-1).reshape(-1, 1))(
+            jnp.exp(z - jax.lax.stop_gradient(z.max(-1, keepdims=True)))),
+    }
+    model_fn = lambda p, z: fns[case](z).reshape(z.shape[0], -1)
+    x = jax.random.normal(jax.random.key(7), (2, 12))
+    for method in ("ibp", "crown"):
+        iv = B.bounds(model_fn, method=method)(None, x, x)
+        np.testing.assert_allclose(iv.lower, model_fn(None, x), rtol=2e-6, atol=1e-7)
+        np.testing.assert_allclose(iv.upper, model_fn(None, x), rtol=2e-6, atol=1e-7)
+        iv = B.bounds(model_fn, method=method)(None, x - 0.4, x + 0.4)
+        _assert_sound(model_fn, None, x - 0.4, x + 0.4, iv, jax.random.key(8))
+
+
+def test_trace_drops_equations_the_output_does_not_read():
+    """A value computed and never used (here a tanh beside the returned exp) is pruned from the
+    tape, so CROWN does not bound its inputs."""
+    from xjax.bounds._ibp import trace
+
+    def model_fn(p, z):
+        jnp.tanh(3.0 * z)
+        return jnp.exp(z)
+
+    x = jnp.zeros((1, 3))
+    tape, _, out = trace(model_fn, None, x, x + 1.0)
+    assert [e.prim.name for e in tape.eqns] == ["exp"]
+    assert tape.eqns[-1].outputs[0] is out
 
 
 @pytest.mark.parametrize("method", ["ibp", "crown_ibp", "crown", "alpha_crown"])

@@ -8,7 +8,10 @@ Everything else is evaluated concretely, so its values may be traced.
 A few primitives are *lowered* before their rule applies (:data:`LOWERINGS`): a division by a
 box-dependent value becomes a product with its reciprocal, ``max``/``min`` of two box-dependent
 values becomes a rectifier of their difference, and ``clamp`` a ``max`` then a ``min``. The
-linear relaxations then only need the elementwise, bilinear and rectifier cases.
+linear relaxations then only need the elementwise, bilinear and rectifier cases. A softmax (the
+quotient ``jax.nn.softmax`` writes) is rebuilt from its scores in the exponential-reciprocal
+form, whose bounds do not carry the subtracted maximum's width; the equations it replaces are
+pruned from the tape with every other value the output does not read.
 """
 
 import jax
@@ -370,7 +373,7 @@ def emit(tape: Tape, prim, params, inputs) -> list[Node]:
     """Apply the interval rule of ``prim`` and record the equation on the tape (with
     ``tape.sound``, each float output widened by its :func:`rounding_error`)."""
     outs = [tape.node(lo, hi, err) for lo, hi, err in interval(prim, params, inputs, tape.sound)]
-    tape.eqns.append(Eqn(prim, params, inputs, outs))
+    tape.record(Eqn(prim, params, inputs, outs))
     return outs
 
 
@@ -382,8 +385,87 @@ def _lower_div(tape, prim, params, inputs):
     a, b = inputs
     if not is_node(b):
         return None
+    if (softmax := _softmax_input(tape, a, b)) is not None:
+        x, axis = softmax
+        return _emit_function(tape, lambda v: _softmax_exp_reciprocal(v, axis), [x])
     (r,) = emit(tape, lax.integer_pow_p, {"y": -1}, [b])
     return emit(tape, lax.mul_p, {"out_dtype": None}, [a, r])
+
+
+def _keepdims_sum_of(tape, den, num) -> int | None:
+    """The axis ``k`` when ``den`` is ``num.sum(axis=k, keepdims=True)`` (a ``reduce_sum`` of the
+    very node ``num``, its axis put back by ``broadcast_in_dim`` or ``reshape``), else None."""
+    embed = tape.producer.get(den.index)
+    if embed is None or embed.prim.name not in ("broadcast_in_dim", "reshape") \
+            or not is_node(embed.inputs[0]):
+        return None
+    total = tape.producer.get(embed.inputs[0].index)
+    if total is None or total.prim.name != "reduce_sum" or not is_node(total.inputs[0]) \
+            or total.inputs[0].index != num.index or len(total.params["axes"]) != 1:
+        return None
+    (k,) = (int(a) for a in total.params["axes"])
+    rank = len(num.shape)
+    kept = tuple(d for d in range(rank) if d != k)
+    if len(den.shape) != rank or den.shape[k] != 1 \
+            or any(den.shape[d] != num.shape[d] for d in kept):
+        return None
+    if embed.prim.name == "broadcast_in_dim":
+        return k if tuple(embed.params["broadcast_dimensions"]) == kept else None
+    return k if embed.params.get("dimensions") is None else None
+
+
+def _softmax_input(tape, num, den):
+    """``(x, k)`` when ``num / den`` is ``softmax(x, axis=k)`` written as ``jax.nn.softmax``
+    writes it, ``e = exp(x - s)``, ``e / e.sum(k, keepdims=True)``, with a shift ``s`` constant
+    along ``k`` (its value never matters: it cancels), else None. The quotient equals the
+    softmax of ``x`` whatever else reads ``e``."""
+    if not is_node(num):
+        return None
+    exp = tape.producer.get(num.index)
+    if exp is None or exp.prim.name != "exp" or not is_node(exp.inputs[0]):
+        return None
+    shifted = tape.producer.get(exp.inputs[0].index)
+    if shifted is None or shifted.prim.name != "sub" or not is_node(shifted.inputs[0]):
+        return None
+    x, shift = shifted.inputs
+    k = _keepdims_sum_of(tape, den, num)
+    if k is None or x.shape != num.shape or not jnp.issubdtype(x.lo.dtype, jnp.floating):
+        return None
+    s_shape = np.shape(shift) if not is_node(shift) else shift.shape
+    if len(s_shape) not in (0, len(x.shape)) or (len(s_shape) and s_shape[k] != 1):
+        return None
+    return x, k
+
+
+def _softmax_exp_reciprocal(x, axis):
+    """``softmax(x)_i = 1 / (1 + sum_{j != i} exp(x_j - x_i))`` along ``axis``: the
+    exponential-reciprocal form (Wei et al., "Convex Bounds on the Softmax Function with
+    Applications to Robustness Verification", AISTATS 2023). Every exponential reads a
+    difference of two scores, so no maximum is subtracted (its bounds would add to the
+    exponential's input width) and no product of two bounded tensors needs McCormick planes;
+    its interval is the tight ``[1 / (1 + sum e^{u_j - l_i}), 1 / (1 + sum e^{l_j - u_i})]``.
+    The other scores ``x_j, j != i`` are a cyclic shift of the tiled row, made of broadcasts,
+    reshapes and slices only (cheap exact transposes). Costs ``n`` times the scores' memory."""
+    v = jnp.moveaxis(x, axis, -1)
+    n = v.shape[-1]
+    lead = v.shape[:-1]
+    tiled = jnp.broadcast_to(v[..., None, :], lead + (n + 1, n)).reshape(lead + (n, n + 1))
+    others = tiled[..., 1:n]                        # [..., i, k] = v[..., (i + k + 1) mod n]
+    total = 1.0 + jnp.sum(jnp.exp(others - v[..., None]), axis=-1)
+    return jnp.moveaxis(lax.integer_pow(total, -1), -1, axis)
+
+
+def _emit_function(tape, fn, nodes):
+    """Record ``fn(*nodes)`` (a JAX function of box-dependent values) on the tape, primitive by
+    primitive, through the same lowerings and rules as the model's own equations."""
+    closed = jax.make_jaxpr(fn)(*[jax.ShapeDtypeStruct(v.shape, v.lo.dtype) for v in nodes])
+
+    def visit(eqn, invals):
+        if call_body(eqn.primitive, eqn.params) is not None:
+            return None                                             # inline it
+        return _apply(tape, eqn.primitive, eqn.params, invals)
+
+    return walk(closed.jaxpr, closed.consts, list(nodes), visit)
 
 
 def _lower_max_min(tape, prim, params, inputs):
@@ -507,4 +589,5 @@ def trace(model_fn, params, lower, upper, *, sound: bool = False) -> tuple[Tape,
     (out,) = walk(closed.jaxpr, closed.consts, jax.tree.leaves(params) + [x_node], visit)
     if not is_node(out):
         out = tape.node(out, out)
+    tape.prune(out)
     return tape, x_node, out

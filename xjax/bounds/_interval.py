@@ -43,7 +43,24 @@ class Tape:
     def __init__(self, sound: bool = False):
         self.eqns: list[Eqn] = []
         self.nodes: list[Node] = []
+        self.producer: dict[int, Eqn] = {}    # node index -> the equation that made it
         self.sound = sound            # pad every float value by its rounding error bound
+
+    def record(self, eqn: Eqn) -> None:
+        self.eqns.append(eqn)
+        for o in eqn.outputs:
+            self.producer[o.index] = eqn
+
+    def prune(self, out: Node) -> None:
+        """Drop the equations whose outputs ``out`` does not depend on (a lowering that rebuilt
+        a value from its inputs leaves the old equations dead; CROWN would otherwise bound
+        their inputs too)."""
+        live, keep = {out.index}, []
+        for eqn in reversed(self.eqns):
+            if any(o.index in live for o in eqn.outputs):
+                keep.append(eqn)
+                live.update(v.index for v in eqn.inputs if is_node(v))
+        self.eqns = keep[::-1]
 
     def node(self, lo, hi, err=None) -> Node:
         n = Node(lo, hi, len(self.nodes), err)
