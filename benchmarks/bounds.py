@@ -140,7 +140,7 @@ def models(args, save=lambda rows: None):
         _, _, fwd, _ = _compiled(m.model_fn, m.params, x)
         eps = args.epsilon
         ibp_width = None
-        for label in args.methods.split(","):
+        for label in [m for m in args.methods.split(",") if m]:
             method, eager = label.removesuffix("+eager"), label.endswith("+eager")
             iv, compile_s, run_s, temp = _compiled(_bound_fn(m.model_fn, method, spec), m.params,
                                                    x - eps, x + eps, eager=eager)
@@ -156,9 +156,13 @@ def models(args, save=lambda rows: None):
             save(rows)
             print(rows[-1], flush=True)
         yv = jnp.asarray([y], jnp.int32)
-        for variant in () if args.no_eva else ("certified", "empirical"):
+        variants = ("certified",) if args.no_empirical else ("certified", "empirical")
+        for variant in () if args.no_eva else variants:
+            top_k = (3 if logits.shape[-1] > 10 else None) if args.eva_top_k == "auto" else \
+                (None if args.eva_top_k == "none" else int(args.eva_top_k))
             kw = dict(epsilon=eps, grid_size=args.eva_grid, bound=args.eva_bound,
-                      top_k_rivals=3 if logits.shape[-1] > 10 else None, batch_size=16)
+                      top_k_rivals=top_k,
+                      batch_size=args.eva_batch_size)
             if variant == "empirical":
                 kw.update(empirical=True, features_fn=m.features_fn, head_fn=m.head_fn)
             explain = xjax.attributions.eva(m.model_fn, **kw)
@@ -168,7 +172,9 @@ def models(args, save=lambda rows: None):
             rows.append({"model": name, "size": int(x.shape[1]), "epsilon": eps,
                          "method": label, "compile_s": compile_s,
                          "s_per_image": run_s, "forward_s": fwd, "temp_bytes": temp,
-                         "finite_map": bool(jnp.isfinite(maps).all())})
+                         "finite_map": bool(jnp.isfinite(maps).all()),
+                         "map_max": float(jnp.max(maps)),
+                         "map_positive": float(jnp.mean(maps > 0)), "top_k_rivals": top_k})
             save(rows)
             print(rows[-1], flush=True)
     return rows
@@ -183,6 +189,13 @@ def main(argv=None):
     parser.add_argument("--epsilon", type=float, default=1e-4)
     parser.add_argument("--eva-bound", default="crown_ibp")
     parser.add_argument("--eva-grid", type=int, default=7)
+    parser.add_argument("--eva-batch-size", type=int, default=16,
+                        help="boxes per bound pass (full CROWN on ResNet-18 holds ~3 GiB per box)")
+    parser.add_argument("--no-empirical", action="store_true", help="certified EVA only")
+    parser.add_argument("--eva-top-k", default="auto",
+                        help="top_k_rivals: auto (3 above ten classes), none (every rival in "
+                             "one pass per box: full CROWN's cost is its intermediate bounds, "
+                             "paid once per pass) or a number")
     parser.add_argument("--no-eva", action="store_true", help="bound rows only")
     parser.add_argument("--note", help="a remark stored with the provenance (e.g. the load)")
     parser.add_argument("--json")

@@ -15,7 +15,9 @@ CROWN's and alpha-CROWN's width over IBP's per activation, and the zoo's margin 
 import argparse
 import glob
 import json
+import math
 import os
+import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -154,6 +156,9 @@ def model_block(path):
         mem = None if r.get("temp_bytes") is None else r["temp_bytes"] / 2 ** 20
         bound = (f"[{_fmt(r['lower'])}, {_fmt(r['upper'])}]" if "lower" in r
                  else ("finite map" if r.get("finite_map") else "non-finite map"))
+        if "map_positive" in r:
+            bound += (f", max score {_fmt(r['map_max'])}, {100 * r['map_positive']:.0f}% of pixels "
+                      f"above 0")
         lines.append(f"| {r['model']} | {r['size']} px | {_fmt(r['epsilon'])} | {r['method']} | "
                      f"{_fmt(r.get('margin'))} | {bound} | {_fmt(r.get('width/ibp'))} | "
                      f"{_fmt(r['compile_s'])} | {_fmt(r.get('s_per_box', r.get('s_per_image')))} | "
@@ -177,6 +182,13 @@ def render() -> str:
         lines, prov = model_block(path)
         out += [f"Models around a real photo, margin of the top class over the runner-up (from "
                 f"{prov}):", "", *lines, ""]
+    depth = os.path.join(ROOT, "benchmarks", "results", "bounds_vit_depth_cpu.txt")
+    if os.path.exists(depth):
+        out += ["Full CROWN on ViTs of one to twelve blocks (16 px, four tokens, ViT-Tiny's "
+                "width, random init) around the chelsea photo, radius 1e-4, bounds on the top-2 "
+                "margin, before and after the softmax's exponential-reciprocal form (file "
+                "`benchmarks/results/bounds_vit_depth_cpu.txt`, whose header gives the commands, "
+                "commits and load):", "", *vit_depth_rows(depth), ""]
     eva = os.path.join(ROOT, "benchmarks", "results", "eva_compile_cpu.json")
     if os.path.exists(eva):
         with open(eva) as f:
@@ -192,6 +204,36 @@ def render() -> str:
         out.append("")
     out.append(END)
     return "\n".join(out)
+
+
+_DEPTH_LINE = re.compile(r"depth (\d+) (crown(?:\+eager)?): .* lo (\S+) hi (\S+) width \S+ "
+                         r"margin (\S+)$")
+
+
+def _verdict(lo: float, hi: float) -> str:
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "infinite"
+    return f"[{_fmt(lo)}, {_fmt(hi)}]" + (": certified" if lo > 0 else ": vacuous")
+
+
+def vit_depth_rows(path) -> list[str]:
+    """Full CROWN's bound per ViT depth: the file's data lines (after) against the ones its
+    header keeps as ``#   depth ...`` (before)."""
+    before, after, margin = {}, {}, {}
+    with open(path) as f:
+        for line in f:
+            m = _DEPTH_LINE.search(line.strip())
+            if m is None:
+                continue
+            d = int(m.group(1))
+            (before if line.startswith("#") else after)[d] = (float(m.group(3)),
+                                                               float(m.group(4)))
+            margin[d] = float(m.group(5))
+    rows = ["| blocks | margin | before | after |", "|---|---|---|---|"]
+    for d in sorted(after):
+        old = _verdict(*before[d]) if d in before else "not run"
+        rows.append(f"| {d} | {_fmt(margin[d])} | {old} | {_verdict(*after[d])} |")
+    return rows
 
 
 def summary_line(path):

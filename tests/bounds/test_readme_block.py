@@ -42,3 +42,21 @@ def test_block_numbers_come_from_the_results_files(tmp_path, monkeypatch):
         json.dump(data, f)
     monkeypatch.setattr(mod, "ROOT", str(tmp_path))
     assert "| 0.123 |" in mod.render()
+
+
+def test_vit_depth_table_reads_before_and_after_from_the_file(tmp_path):
+    """The ViT table's verdicts come from the file's lines: data lines are "after", the header's
+    ``#   depth`` lines "before"; a finite bound is certified only when its lower end is above 0."""
+    path = tmp_path / "depth.txt"
+    path.write_text(
+        "# header\n"
+        "#   depth 2 crown: compile 1 s run 1 s lo -inf hi inf width inf margin 0.5\n"
+        "#   depth 3 crown+eager: first call 9 s (no second call) lo -2 hi 3 width 5 margin 0.25\n"
+        "depth 2 crown: compile 1 s run 1 s lo 0.1 hi 0.9 width 0.8 margin 0.5\n"
+        "depth 3 crown+eager: first call 9 s (no second call) lo -1 hi 1 width 2 margin 0.25\n"
+        "depth 3 ibp: compile 1 s run 1 s lo 0.2 hi 0.3 width 0.1 margin 0.25\n"
+        "depth 5 crown: compile 1 s run 1 s lo 0.01 hi 0.02 width 0.01 margin 0.015\n")
+    rows = _report().vit_depth_rows(str(path))
+    assert rows[2:] == ["| 2 | 0.5 | infinite | [0.1, 0.9]: certified |",
+                        "| 3 | 0.25 | [-2, 3]: vacuous | [-1, 1]: vacuous |",
+                        "| 5 | 0.015 | not run | [0.01, 0.02]: certified |"]
