@@ -356,6 +356,21 @@ def test_softmax_form_only_where_the_shift_cancels(case):
         _assert_sound(model_fn, None, x - 0.4, x + 0.4, iv, jax.random.key(8))
 
 
+def test_softmax_over_the_pairs_budget_keeps_the_reciprocal_lowering(monkeypatch):
+    """Above SOFTMAX_PAIRS_BUDGET differences per example the softmax is bounded as written
+    (a product with a reciprocal), still soundly; at the budget it takes the new form."""
+    from xjax.bounds import _ibp
+
+    f = lambda p, z: jax.nn.softmax(z, axis=-1)
+    x = jax.random.normal(jax.random.key(9), (2, 6))
+    for budget, form in ((6 * 5, "integer_pow"), (6 * 5 - 1, "mul")):
+        monkeypatch.setattr(_ibp, "SOFTMAX_PAIRS_BUDGET", budget)
+        tape, _, _ = _ibp.trace(f, None, x - 0.2, x + 0.2)
+        assert tape.eqns[-1].prim.name == form, budget
+        iv = B.bounds(f, method="crown")(None, x - 0.2, x + 0.2)
+        _assert_sound(f, None, x - 0.2, x + 0.2, iv, jax.random.key(10))
+
+
 def test_trace_drops_equations_the_output_does_not_read():
     """A value computed and never used (here a tanh beside the returned exp) is pruned from the
     tape, so CROWN does not bound its inputs."""

@@ -23,7 +23,8 @@ from xjax._internal.jaxpr import bind, call_body, walk
 from xjax.bounds._interval import Eqn, Node, Tape, endpoints, is_node, products
 from xjax.bounds._relax import NAMED_CALLS, NamedCall, named_interval
 
-__all__ = ["CALL_RULES", "IBP_RULES", "LOWERINGS", "emit", "interval", "trace"]
+__all__ = ["CALL_RULES", "IBP_RULES", "LOWERINGS", "SOFTMAX_PAIRS_BUDGET", "emit", "interval",
+           "trace"]
 
 
 def _increasing(prim, params, inputs):
@@ -385,11 +386,18 @@ def _lower_div(tape, prim, params, inputs):
     a, b = inputs
     if not is_node(b):
         return None
-    if (softmax := _softmax_input(tape, a, b)) is not None:
+    if (softmax := _softmax_input(tape, a, b)) is not None \
+            and np.prod(a.shape[1:]) * (a.shape[softmax[1]] - 1) <= SOFTMAX_PAIRS_BUDGET:
         x, axis = softmax
         return _emit_function(tape, lambda v: _softmax_exp_reciprocal(v, axis), [x])
     (r,) = emit(tape, lax.integer_pow_p, {"y": -1}, [b])
     return emit(tape, lax.mul_p, {"out_dtype": None}, [a, r])
+
+
+# most pairwise differences per example one softmax may hold in the exponential-reciprocal form
+# (2**24 float32: 64 MiB per array): ViT-Tiny's attention at 224 px (196 tokens, 3 heads) needs
+# 22.5 million per image and keeps the product-with-reciprocal lowering
+SOFTMAX_PAIRS_BUDGET = 2 ** 24
 
 
 def _keepdims_sum_of(tape, den, num) -> int | None:
@@ -445,7 +453,8 @@ def _softmax_exp_reciprocal(x, axis):
     exponential's input width) and no product of two bounded tensors needs McCormick planes;
     its interval is the tight ``[1 / (1 + sum e^{u_j - l_i}), 1 / (1 + sum e^{l_j - u_i})]``.
     The other scores ``x_j, j != i`` are a cyclic shift of the tiled row, made of broadcasts,
-    reshapes and slices only (cheap exact transposes). Costs ``n`` times the scores' memory."""
+    reshapes and slices only (cheap exact transposes). Costs ``n - 1`` times the scores' memory,
+    so it is used up to :data:`SOFTMAX_PAIRS_BUDGET` differences."""
     v = jnp.moveaxis(x, axis, -1)
     n = v.shape[-1]
     lead = v.shape[:-1]
