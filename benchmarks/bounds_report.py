@@ -52,7 +52,7 @@ _LOWERED = {
             "a softmax (`e / e.sum(k, keepdims=True)`, `e = exp(x - s)`, `s` constant along "
             "`k`) is rebuilt from `x` as `1 / (1 + sum_{j != i} exp(x_j - x_i))` (the "
             "exponential-reciprocal form, Wei et al. 2023; up to 2^24 differences per "
-            "example): no maximum, no McCormick product"),
+            "example, not with `sound_float`): no maximum, no McCormick product"),
     "max": "of two box operands: lowered to `b + relu(a - b)`",
     "min": "of two box operands: lowered to `a - relu(a - b)`",
     "integer_pow": "tangent / secant lines by the power: even convex; odd concave then convex "

@@ -1,5 +1,5 @@
 """Where full CROWN's bounds grow in a deep ViT: the width of every intermediate bound that a
-relaxation needs, block by block (issue 20's open item: ViT-Tiny's bound is infinite).
+relaxation needs, block by block (issue 20's open item: ViT-Tiny's bound is vacuous).
 
     python benchmarks/bounds_vit_widths.py 9 > benchmarks/results/bounds_vit_widths_cpu.txt
 

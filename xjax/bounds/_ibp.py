@@ -386,7 +386,9 @@ def _lower_div(tape, prim, params, inputs):
     a, b = inputs
     if not is_node(b):
         return None
-    if (softmax := _softmax_input(tape, a, b)) is not None \
+    # sound_float bounds the model as it evaluates in floats: the rebuilt form's rounding is not
+    # the model's (the model rounds x - max(x) before exp), so the softmax stays as written
+    if not tape.sound and (softmax := _softmax_input(tape, a, b)) is not None \
             and np.prod(a.shape[1:]) * (a.shape[softmax[1]] - 1) <= SOFTMAX_PAIRS_BUDGET:
         x, axis = softmax
         return _emit_function(tape, lambda v: _softmax_exp_reciprocal(v, axis), [x])
