@@ -190,6 +190,18 @@ def render() -> str:
                 "margin, before and after the softmax's exponential-reciprocal form (file "
                 "`benchmarks/results/bounds_vit_depth_cpu.txt`, whose header gives the commands, "
                 "commits and load):", "", *vit_depth_rows(depth), ""]
+    for name, what in (("bounds_vit_widths_cpu.txt", "nine blocks, before (the softmax as "
+                        "`exp(x - max x)` times a reciprocal)"),
+                       ("bounds_vit_widths_depth12_cpu.txt", "twelve blocks, after (the "
+                        "exponential-reciprocal form)")):
+        widths = os.path.join(ROOT, "benchmarks", "results", name)
+        if os.path.exists(widths):
+            with open(widths) as f:
+                head = f.readline().lstrip("# ").strip()
+            out += [f"Where full CROWN's bounds grow, {what}: the widest intermediate bound per "
+                    f"block, node by node through `tighten(..., on_bound=)` (file "
+                    f"`benchmarks/results/{name}`, from {head}):", "", *vit_widths_rows(widths),
+                    ""]
     eva = os.path.join(ROOT, "benchmarks", "results", "eva_compile_cpu.json")
     if os.path.exists(eva):
         with open(eva) as f:
@@ -234,6 +246,43 @@ def vit_depth_rows(path) -> list[str]:
     for d in sorted(after):
         old = _verdict(*before[d]) if d in before else "not run"
         rows.append(f"| {d} | {_fmt(margin[d])} | {old} | {_verdict(*after[d])} |")
+    return rows
+
+
+_WIDTH_LINE = re.compile(r"^eqn +\d+ (\S+) +node +\d+ shape \S+ +width (\S+) lo (\S+) hi (\S+)")
+
+
+def vit_widths_rows(path) -> list[str]:
+    """Per encoder block of a ``benchmarks/bounds_vit_widths.py`` file: the widest bound of each
+    layer norm's ``var + eps`` (the input of its ``rsqrt``; "reaches 0" where the lower end is
+    the epsilon 1e-6 itself), of the attention's exponential inputs and of the reciprocal's
+    input (the softmax's sum, or its exponential-reciprocal form)."""
+    blocks: list[dict] = []
+    norms = 0
+    with open(path) as f:
+        for line in f:
+            m = _WIDTH_LINE.match(line)
+            if m is None:
+                continue
+            prim, width, lo = m.group(1), float(m.group(2)), float(m.group(3))
+            if prim == "rsqrt":
+                if norms % 2 == 0:
+                    blocks.append({})
+                cell = _fmt(width) + (" (reaches 0)" if lo <= 1e-6 else "")
+                blocks[-1]["norm1" if norms % 2 == 0 else "norm2"] = cell
+                norms += 1
+            elif prim in ("exp", "integer_pow") and blocks:
+                key = "exp" if prim == "exp" else "recip"
+                blocks[-1][key] = _fmt(max(width, blocks[-1].get(f"_{key}", 0.0)))
+                blocks[-1][f"_{key}"] = max(width, blocks[-1].get(f"_{key}", 0.0))
+    rows = ["| block | first norm: var + eps | attention: exp inputs | reciprocal's input | "
+            "second norm: var + eps |", "|---|---|---|---|---|"]
+    for b, cells in enumerate(blocks, 1):
+        if "norm2" not in cells and "exp" not in cells:          # the final layer norm
+            rows.append(f"| final norm | {cells['norm1']} | | | |")
+            continue
+        rows.append(f"| {b} | {cells.get('norm1', '')} | {cells.get('exp', '')} | "
+                    f"{cells.get('recip', '')} | {cells.get('norm2', '')} |")
     return rows
 
 

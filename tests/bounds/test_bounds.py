@@ -333,18 +333,21 @@ def test_softmax_is_bounded_in_exponential_reciprocal_form():
         assert float((a.upper - a.lower).mean()) < 0.75 * float((b.upper - b.lower).mean()), method
 
 
-@pytest.mark.parametrize("case", ["axis1", "shift_varies", "numerator_reused", "reshape_keepdims"])
+@pytest.mark.parametrize("case", ["axis1", "shift_varies", "numerator_reused", "reshape_keepdims",
+                                  "one_element"])
 def test_softmax_form_only_where_the_shift_cancels(case):
     """The rewrite holds only when the quotient is a softmax whatever the shift: a shift that
     varies along the summed axis (``exp(z - reversed z)``) is not rewritten, a numerator read
-    elsewhere keeps its own value, another axis and a keepdims spelled as a reshape are found.
-    A point box must give the function's value, and random boxes stay sound."""
+    elsewhere keeps its own value, another axis and a keepdims spelled as a reshape are found,
+    and an axis of one element (no other score) gives exactly 1. A point box must give the
+    function's value, and random boxes stay sound."""
     fns = {
         "axis1": lambda z: jax.nn.softmax(z.reshape(z.shape[0], 3, 4), axis=1),
         "shift_varies": lambda z: _softmax_written_out(z, z[:, ::-1]),
         "numerator_reused": lambda z: _softmax_written_out(z, 0.5) + jnp.exp(z - 0.5),
         "reshape_keepdims": lambda z: (lambda e: e / e.sum(-1).reshape(-1, 1))(
             jnp.exp(z - jax.lax.stop_gradient(z.max(-1, keepdims=True)))),
+        "one_element": lambda z: jax.nn.softmax(z[..., None], axis=-1),     # exactly 1
     }
     model_fn = lambda p, z: fns[case](z).reshape(z.shape[0], -1)
     x = jax.random.normal(jax.random.key(7), (2, 12))
@@ -354,6 +357,8 @@ def test_softmax_form_only_where_the_shift_cancels(case):
         np.testing.assert_allclose(iv.upper, model_fn(None, x), rtol=2e-6, atol=1e-7)
         iv = B.bounds(model_fn, method=method)(None, x - 0.4, x + 0.4)
         _assert_sound(model_fn, None, x - 0.4, x + 0.4, iv, jax.random.key(8))
+        if case == "one_element":
+            assert bool((iv.lower == 1.0).all() and (iv.upper == 1.0).all()), method
 
 
 def test_softmax_over_the_pairs_budget_keeps_the_reciprocal_lowering(monkeypatch):

@@ -60,3 +60,18 @@ def test_vit_depth_table_reads_before_and_after_from_the_file(tmp_path):
     assert rows[2:] == ["| 2 | 0.5 | infinite | [0.1, 0.9]: certified |",
                         "| 3 | 0.25 | [-2, 3]: vacuous | [-1, 1]: vacuous |",
                         "| 5 | 0.015 | not run | [0.01, 0.02]: certified |"]
+
+
+def test_vit_widths_table_reads_each_block_from_the_file(tmp_path):
+    """Per block: the two layer norms' ``var + eps`` (rsqrt inputs, "reaches 0" at the epsilon),
+    the widest exponential input and reciprocal input between them; the last lone norm is the
+    final one."""
+    line = "eqn {e:5d} {p:12s} node {e:5d} shape 1x4         width {w} lo {lo} hi 9 t 1 s\n"
+    rows = [("rsqrt", "0.5", "2"), ("exp", "0.25", "-1"), ("exp", "0.75", "-1"),
+            ("integer_pow", "3", "1"), ("rsqrt", "4", "1e-06"), ("square", "99", "0"),
+            ("rsqrt", "inf", "1e-06")]
+    path = tmp_path / "widths.txt"
+    path.write_text("# header\n" + "".join(line.format(e=i, p=p, w=w, lo=lo)
+                                            for i, (p, w, lo) in enumerate(rows)))
+    assert _report().vit_widths_rows(str(path))[2:] == [
+        "| 1 | 0.5 | 0.75 | 3 | 4 (reaches 0) |", "| final norm | inf (reaches 0) | | | |"]

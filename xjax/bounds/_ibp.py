@@ -459,6 +459,8 @@ def _softmax_exp_reciprocal(x, axis):
     so it is used up to :data:`SOFTMAX_PAIRS_BUDGET` differences."""
     v = jnp.moveaxis(x, axis, -1)
     n = v.shape[-1]
+    if n == 1:                                      # no other score: exactly 1, a constant
+        return jnp.ones_like(x)
     lead = v.shape[:-1]
     tiled = jnp.broadcast_to(v[..., None, :], lead + (n + 1, n)).reshape(lead + (n, n + 1))
     others = tiled[..., 1:n]                        # [..., i, k] = v[..., (i + k + 1) mod n]
