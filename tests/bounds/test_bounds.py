@@ -380,6 +380,124 @@ def test_softmax_over_the_pairs_budget_keeps_the_reciprocal_lowering(monkeypatch
         _assert_sound(f, None, x - 0.2, x + 0.2, iv, jax.random.key(10))
 
 
+_GELUS = {"gelu": lambda z: jax.nn.gelu(z, approximate=False), "gelu_tanh": jax.nn.gelu}
+
+
+@pytest.mark.parametrize("name", sorted(_GELUS))
+def test_gelu_is_bounded_as_one_function(name):
+    """jax.nn.gelu (erf or tanh form) is recognised on the tape as one elementwise function and
+    relaxed whole (tangent and secant lines on its curvature pieces) instead of McCormick planes
+    of ``x`` times a function of ``x``: its IBP interval is the range (float64 NumPy on a dense
+    grid; before GELU's minimum was a cut of its pieces, intervals around it got a lower end up
+    to 0.12 below it), and every method is narrower than the same GELU written so that it is not
+    recognised. Measured on this net (mean widths, recognised / not, erf form): IBP 15.4 / 23.3,
+    CROWN-IBP and CROWN 11.4 / 18.4, alpha-CROWN 10.3 / 14.4."""
+    from scipy import special
+
+    from xjax.bounds._ibp import trace
+
+    gelu = _GELUS[name]
+    if name == "gelu":
+        ref = lambda v: v * special.ndtr(v)
+        hidden = lambda z: z * (0.5 + 0.5 * jax.lax.erf(z / np.sqrt(2.0)))
+    else:
+        k = np.sqrt(2 / np.pi)
+        ref = lambda v: 0.5 * v * (1 + np.tanh(k * (v + 0.044715 * v ** 3)))
+        hidden = lambda z: z * (0.5 + 0.5 * jnp.tanh(np.float32(k) * (z + 0.044715 * z * z * z)))
+    rng = np.random.default_rng(2)
+    c = rng.normal(0, 2.5, 64)
+    w = np.exp(rng.uniform(np.log(1e-3), np.log(8), 64))
+    lo = jnp.asarray(np.concatenate([c - w / 2, [-3.0, -1.5, 0.5, -0.1]]), jnp.float32)[None]
+    hi = jnp.asarray(np.concatenate([c + w / 2, [3.0, -1.2, 2.0, 0.1]]), jnp.float32)[None]
+    iv = B.bounds(lambda p, z: gelu(z), method="ibp")(None, lo, hi)
+    grid = np.asarray(lo, np.float64) + np.linspace(0, 1, 20001)[:, None, None] * np.asarray(
+        hi - lo, np.float64)
+    vals = ref(grid)
+    tol = 1e-5 * (1 + np.abs(vals).max(0))
+    assert (np.asarray(iv.lower) <= vals.min(0) + tol).all()
+    assert (np.asarray(iv.upper) >= vals.max(0) - tol).all()
+    np.testing.assert_allclose(iv.lower, vals.min(0), atol=2e-4)
+    np.testing.assert_allclose(iv.upper, vals.max(0), atol=2e-4)
+
+    rng = np.random.default_rng(0)
+    p = (jnp.asarray(rng.normal(size=(6, 8)) / 2, jnp.float32),
+         jnp.asarray(rng.normal(size=(8, 3)), jnp.float32))
+    recognised = lambda p, z: gelu(3 * z @ p[0]) @ p[1]
+    written = lambda p, z: hidden(3 * z @ p[0]) @ p[1]
+    x = jax.random.normal(jax.random.key(1), (2, 6))
+    tape, _, _ = trace(recognised, p, x - 0.3, x + 0.3)
+    names = [e.prim.name for e in tape.eqns]
+    assert name in names and not {"erfc", "tanh", "integer_pow"} & set(names)
+    assert not any(e.prim.name == "mul" and all(map(xjax.bounds._interval.is_node, e.inputs))
+                   for e in tape.eqns)
+    tape, _, _ = trace(written, p, x - 0.3, x + 0.3)
+    assert name not in [e.prim.name for e in tape.eqns]
+    # sound_float bounds the parts as the model rounds them: never rebuilt
+    tape, _, _ = trace(recognised, p, x - 0.3, x + 0.3, sound=True)
+    assert name not in [e.prim.name for e in tape.eqns]
+    for method in ("ibp", "crown_ibp", "crown", "alpha_crown"):
+        a = B.bounds(recognised, method=method)(p, x - 0.3, x + 0.3)
+        b = B.bounds(written, method=method)(p, x - 0.3, x + 0.3)
+        _assert_sound(recognised, p, x - 0.3, x + 0.3, a, jax.random.key(4))
+        assert float((a.upper - a.lower).mean()) < 0.8 * float((b.upper - b.lower).mean()), method
+
+
+@pytest.mark.parametrize("case", ["other_operand", "other_constant", "cubic_of_other"])
+def test_gelu_form_only_on_its_exact_spelling(case):
+    """Products that look like GELU but are not (the erf's argument from another value, the
+    tanh form with another constant, the cubic of another value) stay products; a point box
+    gives the function's value and random boxes stay sound."""
+    from xjax.bounds._ibp import trace
+
+    k = np.float32(np.sqrt(2 / np.pi))
+    fns = {
+        "other_operand": lambda z: (0.5 * z) * jax.lax.erfc(-jnp.flip(z, -1) * np.float32(
+            1 / np.sqrt(2))),
+        "other_constant": lambda z: z * (0.5 * (1.0 + jnp.tanh(k * (z + 0.05 * z ** 3)))),
+        "cubic_of_other": lambda z: z * (0.5 * (1.0 + jnp.tanh(k * (z + 0.044715 * jnp.flip(
+            z, -1) ** 3)))),
+    }
+    model_fn = lambda p, z: fns[case](z)
+    x = jax.random.normal(jax.random.key(7), (2, 6))
+    tape, _, _ = trace(model_fn, None, x - 0.3, x + 0.3)
+    assert not {"gelu", "gelu_tanh"} & {e.prim.name for e in tape.eqns}
+    for method in ("ibp", "crown"):
+        iv = B.bounds(model_fn, method=method)(None, x, x)
+        np.testing.assert_allclose(iv.lower, model_fn(None, x), rtol=2e-6, atol=1e-6)
+        np.testing.assert_allclose(iv.upper, model_fn(None, x), rtol=2e-6, atol=1e-6)
+        iv = B.bounds(model_fn, method=method)(None, x - 0.4, x + 0.4)
+        _assert_sound(model_fn, None, x - 0.4, x + 0.4, iv, jax.random.key(8))
+
+
+def test_full_crown_skips_passes_that_cannot_tighten(monkeypatch):
+    """A node made from an already tightened node through equations whose interval is exact
+    (here relu6's ``min(max(x, 0), 6)``: the ``min`` reads the rectifier's output) gets that
+    node's bounds propagated forward instead of its own backward pass: one pass per relu6 layer
+    instead of two, and bounds equal to those with every pass (which cannot be tighter)."""
+    from xjax.bounds import _crown
+
+    rng = np.random.default_rng(5)
+    p = [jnp.asarray(rng.normal(size=s) / np.sqrt(s[0]), jnp.float32)
+         for s in ((6, 16), (16, 16), (16, 16), (16, 4))]
+    model_fn = lambda p, z: jax.nn.relu6(jax.nn.relu6(jax.nn.relu6(8 * z @ p[0]) @ p[1])
+                                         @ p[2]) @ p[3]
+    x = jax.random.normal(jax.random.key(1), (2, 6))
+    lo, hi = x - 0.05, x + 0.05
+    calls = []
+    real = _crown._elementwise_bounds
+    monkeypatch.setattr(_crown, "_elementwise_bounds", lambda *a: calls.append(1) or real(*a))
+    skipped = B.bounds(model_fn, method="crown")(p, lo, hi)
+    n_skipped = len(calls)
+    monkeypatch.setattr(_crown, "_exact_chain", lambda *a: None)
+    every = B.bounds(model_fn, method="crown")(p, lo, hi)
+    assert (n_skipped, len(calls) - n_skipped) == (3, 6)   # max's inputs; and min's, skipped
+    _assert_sound(model_fn, p, lo, hi, skipped, jax.random.key(2))
+    np.testing.assert_allclose(skipped.lower, every.lower, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(skipped.upper, every.upper, rtol=1e-5, atol=1e-5)
+    assert float((skipped.upper - skipped.lower).sum()) < 0.5 * float(
+        (B.ibp(model_fn)(p, lo, hi).upper - B.ibp(model_fn)(p, lo, hi).lower).sum())
+
+
 def test_trace_drops_equations_the_output_does_not_read():
     """A value computed and never used (here a tanh beside the returned exp) is pruned from the
     tape, so CROWN does not bound its inputs."""

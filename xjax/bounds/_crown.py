@@ -230,11 +230,41 @@ def _narrow_outward(lo, hi, dtype):
     return lo_d, hi_d
 
 
+# equations of one box-dependent operand whose interval rule is the exact range of every output
+# element over the operand's interval: each output element is a copy of one operand element, or
+# a monotone function of one (a constant operand broadcast against it; for ``div`` the operand is
+# the numerator). A node made from a tightened node through such equations alone needs no
+# backward pass of its own: the pass would bound it through the same lines and the operand's
+# same bounds, so it cannot be tighter than the operand's bounds propagated forward
+FORWARD_EXACT = frozenset({
+    "add", "sub", "neg", "mul", "div", "max", "min", "reshape", "broadcast_in_dim", "transpose",
+    "squeeze", "copy", "slice", "rev", "exp", "log", "tanh", "logistic", "erf", "sqrt", "rsqrt"})
+
+
+def _exact_chain(tape, node, tightened: set) -> list | None:
+    """The equations (in evaluation order) that make ``node`` from a node of ``tightened``
+    through :data:`FORWARD_EXACT` equations only, or None when there is no such chain."""
+    chain = []
+    while True:
+        eqn = tape.producer.get(node.index)
+        if eqn is None or eqn.prim.name not in FORWARD_EXACT or len(eqn.outputs) != 1:
+            return None
+        operands = [i for i, v in enumerate(eqn.inputs) if is_node(v)]
+        if len(operands) != 1 or (eqn.prim.name == "div" and operands != [0]):
+            return None
+        chain.append(eqn)
+        node = eqn.inputs[operands[0]]
+        if node.index in tightened:
+            return chain[::-1]
+
+
 def tighten(tape, x_node, lower, upper, *, on_bound=None) -> dict:
     """CROWN intermediate bounds of every node: ``{node index: (lower, upper)}``.
 
     In tape order, every input of a relaxed equation is first bounded by its own backward pass
-    (each pass using the bounds tightened before it), then every equation's outputs get the
+    (each pass using the bounds tightened before it; an input made from an already tightened
+    node through :data:`FORWARD_EXACT` equations alone, such as ``min(relu(x), 6)``'s, instead
+    gets those bounds propagated forward), then every equation's outputs get the
     interval rule of :mod:`xjax.bounds._ibp` applied to its inputs' current bounds. All are
     intersected with the traced IBP intervals. The forward re-propagation is what keeps the
     equations whose relaxation reads an *output* interval (max pooling's upper side, a select
@@ -252,21 +282,7 @@ def tighten(tape, x_node, lower, upper, *, on_bound=None) -> dict:
     def bounds_of(node):
         return current.get(node.index, (node.lo, node.hi))
 
-    for eqn in tape.eqns:
-        if relaxed(eqn):
-            for pre in eqn.inputs:
-                if not is_node(pre) or pre.index == x_node.index \
-                        or not jnp.issubdtype(pre.lo.dtype, jnp.floating):
-                    continue
-                if pre.index in passed:
-                    continue
-                lo, hi = _elementwise_bounds(tape, pre, bounds_of, x_node, lower, upper)
-                lo, hi = _narrow_outward(lo, hi, pre.lo.dtype)
-                c_lo, c_hi = bounds_of(pre)
-                current[pre.index] = (jnp.maximum(lo, c_lo), jnp.minimum(hi, c_hi))
-                passed.add(pre.index)
-                if on_bound is not None:
-                    on_bound(eqn, pre, *current[pre.index])
+    def forward(eqn):
         views: dict[int, Node] = {}                        # one view per node: x * x stays a square
         for v in eqn.inputs:
             if is_node(v) and v.index not in views:
@@ -276,4 +292,26 @@ def tighten(tape, x_node, lower, upper, *, on_bound=None) -> dict:
                                   strict=True):
             if lo.dtype == o.lo.dtype and lo.shape == o.lo.shape:
                 current[o.index] = (jnp.maximum(lo, o.lo), jnp.minimum(hi, o.hi))
+
+    for eqn in tape.eqns:
+        if relaxed(eqn):
+            for pre in eqn.inputs:
+                if not is_node(pre) or pre.index == x_node.index \
+                        or not jnp.issubdtype(pre.lo.dtype, jnp.floating):
+                    continue
+                if pre.index in passed:
+                    continue
+                chain = _exact_chain(tape, pre, passed | {x_node.index})
+                if chain is not None:        # its pass could not beat the tightened operand's
+                    for link in chain:
+                        forward(link)
+                else:
+                    lo, hi = _elementwise_bounds(tape, pre, bounds_of, x_node, lower, upper)
+                    lo, hi = _narrow_outward(lo, hi, pre.lo.dtype)
+                    c_lo, c_hi = bounds_of(pre)
+                    current[pre.index] = (jnp.maximum(lo, c_lo), jnp.minimum(hi, c_hi))
+                passed.add(pre.index)
+                if on_bound is not None:
+                    on_bound(eqn, pre, *current[pre.index])
+        forward(eqn)
     return current

@@ -21,7 +21,7 @@ from jax import lax
 
 from xjax._internal.jaxpr import bind, call_body, walk
 from xjax.bounds._interval import Eqn, Node, Tape, endpoints, is_node, products
-from xjax.bounds._relax import NAMED_CALLS, NamedCall, named_interval
+from xjax.bounds._relax import NAMED_CALLS, REBUILT, NamedCall, named_interval
 
 __all__ = ["CALL_RULES", "IBP_RULES", "LOWERINGS", "SOFTMAX_PAIRS_BUDGET", "emit", "interval",
            "trace"]
@@ -329,7 +329,7 @@ def rounding_error(prim, params, inputs, lo, hi):
     """A bound of the rounding error of the float evaluation of ``prim`` at any point of the
     box, and of the interval arithmetic that bounded it (sound_float); None where exact."""
     name = getattr(prim, "name", "named_call")
-    if name in EXACT_PRIMITIVES:
+    if name in EXACT_PRIMITIVES and not isinstance(prim, NamedCall) or getattr(prim, "exact", False):
         return None
     eps = float(jnp.finfo(lo.dtype).eps)
     out_mag = jnp.maximum(jnp.abs(lo), jnp.abs(hi))
@@ -481,6 +481,91 @@ def _emit_function(tape, fn, nodes):
     return walk(closed.jaxpr, closed.consts, list(nodes), visit)
 
 
+def _lower_mul(tape, prim, params, inputs):
+    """A product of two box operands that is GELU of one node (as ``jax.nn.gelu`` writes it) is
+    recorded as the one elementwise function :data:`xjax.bounds._relax.REBUILT` relaxes whole;
+    any other product is left to its own rules. Not with ``sound_float`` (the model rounds each
+    part; one call's rounding bound is not that of the parts)."""
+    a, b = inputs
+    if tape.sound or not (is_node(a) and is_node(b)):
+        return None
+    for name, form in PRODUCT_FORMS.items():
+        x = form(tape, a, b)
+        if x is None:
+            x = form(tape, b, a)
+        if x is not None:
+            return emit(tape, REBUILT[name], {}, [x])
+    return None
+
+
+def _scalar(v) -> float | None:
+    """The value of a concrete scalar constant (a literal), else None."""
+    if is_node(v) or isinstance(v, jax.core.Tracer) or np.size(v) != 1:
+        return None
+    return float(np.asarray(v).reshape(()))
+
+
+def _scaled(tape, v, name="mul"):
+    """``(u, c)`` when the node ``v`` is ``u * c`` (``name="add"``: ``u + c``) for a node ``u`` and
+    a scalar constant ``c``, either order, else None."""
+    eqn = tape.producer.get(v.index) if is_node(v) else None
+    if eqn is None or eqn.prim.name != name or len(eqn.inputs) != 2:
+        return None
+    for u, c in (eqn.inputs, eqn.inputs[::-1]):
+        if is_node(u) and (k := _scalar(c)) is not None and u.shape == v.shape:
+            return u, k
+    return None
+
+
+def _unary_of(tape, v, name):
+    """The input node of the node ``v`` when ``v = name(input)``, else None."""
+    eqn = tape.producer.get(v.index) if is_node(v) else None
+    if eqn is None or eqn.prim.name != name or not is_node(eqn.inputs[0]) \
+            or eqn.inputs[0].shape != v.shape:
+        return None
+    if name == "integer_pow" and eqn.params["y"] != 3:
+        return None
+    return eqn.inputs[0]
+
+
+def _same(u, v) -> bool:
+    return is_node(u) and is_node(v) and u.index == v.index
+
+
+def _gelu_input(tape, half, tail):
+    """``x`` when ``half * tail`` is ``jax.nn.gelu(x, approximate=False)``: ``half = 0.5 x``,
+    ``tail = erfc(-x * (1 / sqrt 2))``, else None."""
+    h, e = _scaled(tape, half), _unary_of(tape, tail, "erfc")
+    if h is None or e is None or h[1] != 0.5 or (d := _scaled(tape, e)) is None \
+            or d[1] != np.float32(1 / np.sqrt(2)) or (x := _unary_of(tape, d[0], "neg")) is None:
+        return None
+    return h[0] if _same(x, h[0]) else None
+
+
+def _gelu_tanh_input(tape, x, half):
+    """``x`` when ``x * half`` is ``jax.nn.gelu(x)`` (the tanh approximation): ``half = 0.5 (1 +
+    tanh(sqrt(2 / pi) (x + 0.044715 x^3)))`` with jax's float32 constants, else None."""
+    if (g := _scaled(tape, half)) is None or g[1] != 0.5 \
+            or (t := _scaled(tape, g[0], "add")) is None or t[1] != 1.0 \
+            or (e := _unary_of(tape, t[0], "tanh")) is None or (d := _scaled(tape, e)) is None \
+            or d[1] != np.float32(np.sqrt(2 / np.pi)):
+        return None
+    sum_eqn = tape.producer.get(d[0].index)
+    if sum_eqn is None or sum_eqn.prim.name != "add" or len(sum_eqn.inputs) != 2:
+        return None
+    for u, cubic in (sum_eqn.inputs, sum_eqn.inputs[::-1]):
+        c = _scaled(tape, cubic) if is_node(cubic) else None
+        if _same(u, x) and c is not None and c[1] == np.float32(0.044715) \
+                and _same(_unary_of(tape, c[0], "integer_pow"), x):
+            return x
+    return None
+
+
+# products recognised as one elementwise function of a node: REBUILT's name -> matcher of the
+# two factors (either order), giving that node or None
+PRODUCT_FORMS = {"gelu": _gelu_input, "gelu_tanh": _gelu_tanh_input}
+
+
 def _lower_max_min(tape, prim, params, inputs):
     """``max(a, b) = b + relu(a - b)``, ``min(a, b) = a - relu(a - b)`` for two box operands."""
     a, b = inputs
@@ -499,8 +584,8 @@ def _lower_clamp(tape, prim, params, inputs):
     return _apply(tape, lax.min_p, {}, [m, high])
 
 
-LOWERINGS = {"div": _lower_div, "max": _lower_max_min, "min": _lower_max_min,
-             "clamp": _lower_clamp}
+LOWERINGS = {"div": _lower_div, "mul": _lower_mul, "max": _lower_max_min,
+             "min": _lower_max_min, "clamp": _lower_clamp}
 IBP_RULES["clamp"] = _increasing          # listed as supported; always lowered
 
 

@@ -34,6 +34,7 @@ References:
   ICLR 2021, arXiv:2011.13824.
 """
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -44,8 +45,8 @@ import numpy as np
 from xjax._internal.jaxpr import bind
 from xjax.bounds._interval import concretize, is_node, mul0, sum_tail
 
-__all__ = ["CURVATURE", "NAMED_CALLS", "RELAXATIONS", "Curvature", "NamedCall", "Relaxation",
-           "lines", "named_interval", "relu_relaxation", "value_range"]
+__all__ = ["CURVATURE", "NAMED_CALLS", "REBUILT", "RELAXATIONS", "Curvature", "NamedCall",
+           "Relaxation", "lines", "named_interval", "relu_relaxation", "value_range"]
 
 _F32 = jnp.float32
 _ULPS = 16 * float(jnp.finfo(jnp.float32).eps)
@@ -63,6 +64,16 @@ class Curvature(NamedTuple):
     signs: tuple[int, ...] = (1,)
     domain: tuple[float, float] = (-float("inf"), float("inf"))
     poles: tuple[float, ...] = ()
+    cuts: tuple[float, ...] = ()      # stationary points: pieces end there, so ranges are exact
+
+
+def _root(g, lo: float, hi: float) -> float:
+    """The root of ``g`` on ``[lo, hi]`` (a sign change), by float64 bisection."""
+    glo = g(lo)
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi, glo = (mid, hi, g(mid)) if (g(mid) > 0) == (glo > 0) else (lo, mid, glo)
+    return (lo + hi) / 2
 
 
 _CONVEX, _CONCAVE = Curvature(), Curvature(signs=(-1,))
@@ -103,12 +114,14 @@ CURVATURE: dict[str, Callable[[dict], Curvature]] = {
 class NamedCall(NamedTuple):
     """A named ``jax.nn`` call (a ``jit`` of one elementwise function) kept whole on the tape, so
     that it is relaxed as the function it is rather than through its parts (``softplus`` is
-    ``max(x, 0) + log1p(exp(-|x|))``, whose parts lose their correlation)."""
+    ``max(x, 0) + log1p(exp(-|x|))``, whose parts lose their correlation). ``exact``: its float
+    evaluation rounds nothing (maxima, minima and selections), so ``sound_float`` adds no error."""
 
     name: str
     fn: Callable
     curvature: Curvature
     multiple_results: bool = False
+    exact: bool = False
 
 
 def _silu_inflection() -> float:
@@ -121,6 +134,8 @@ def _silu_inflection() -> float:
 
 
 _C_SILU = _silu_inflection()
+# SiLU' = s(x) (1 + x (1 - s(x))): zero at its minimum
+_M_SILU = _root(lambda x: 1 + x * (1 - 1 / (1 + np.exp(-x))), -2.0, -1.0)
 
 
 def _leaky(probe):
@@ -142,13 +157,57 @@ NAMED_CALLS: dict[str, Callable] = {
     "softplus": lambda probe: NamedCall("softplus", jax.nn.softplus, _CONVEX),
     "log_sigmoid": lambda probe: NamedCall("log_sigmoid", jax.nn.log_sigmoid, _CONCAVE),
     "silu": lambda probe: NamedCall("silu", jax.nn.silu, Curvature(
-        breaks=(-_C_SILU, _C_SILU), signs=(-1, 1, -1))),
+        breaks=(-_C_SILU, _C_SILU), signs=(-1, 1, -1), cuts=(_M_SILU,))),
     "hard_tanh": lambda probe: NamedCall("hard_tanh", jax.nn.hard_tanh, Curvature(
-        breaks=(-1.0, -1.0, 1.0, 1.0), signs=(0, 1, 0, -1, 0))),
+        breaks=(-1.0, -1.0, 1.0, 1.0), signs=(0, 1, 0, -1, 0)), exact=True),
     "selu": lambda probe: NamedCall("selu", jax.nn.selu, Curvature(
         breaks=(0.0, 0.0), signs=(1, -1, 0))),       # left slope 1.76 > 1.05: a concave kink
     "leaky_relu": _leaky,
     "elu": _elu,
+}
+
+
+def _gelu_tanh(z):
+    return jax.nn.gelu(z, approximate=True)
+
+
+def _gelu_tanh_inflection() -> float:
+    """The tanh approximation of GELU, ``x (1 + tanh(u)) / 2`` with ``u = k (x + a x^3)``, has
+    ``f'' = (1 - tanh^2 u) (u' + x u'' / 2 - x tanh(u) u'^2)``, even in x: zero at +-c, the root
+    of the bracket on (1, 2) (bisection, float64); convex between, concave outside."""
+    k, a = np.sqrt(2 / np.pi), 0.044715
+
+    def g(x):
+        u1 = k * (1 + 3 * a * x * x)
+        return u1 + x * 3 * a * k * x - x * np.tanh(k * (x + a * x ** 3)) * u1 * u1
+
+    lo, hi = 1.0, 2.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if g(mid) > 0 else (lo, mid)
+    return float((lo + hi) / 2)
+
+
+_C_GELU_TANH = _gelu_tanh_inflection()
+_SQRT2 = float(np.sqrt(2.0))
+# the minima: GELU' = Phi(x) + x phi(x); the tanh form's derivative (1 + tanh u + x u' (1 -
+# tanh^2 u)) / 2
+_M_GELU = _root(lambda x: 0.5 * (1 + math.erf(x / _SQRT2)) + x * np.exp(-x * x / 2)
+                / np.sqrt(2 * np.pi), -2.0, 0.0)
+_M_GELU_TANH = _root(lambda x: 1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3))
+                     + x * np.sqrt(2 / np.pi) * (1 + 3 * 0.044715 * x * x)
+                     * (1 - np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)) ** 2),
+                     -2.0, 0.0)
+
+# functions the tape recognises from the primitives they are written with and rebuilds as one
+# elementwise call (``xjax.bounds._ibp``): GELU is ``x`` times a function of ``x``, whose product
+# McCormick's planes would relax as if the two factors were unrelated
+REBUILT: dict[str, NamedCall] = {
+    # GELU = x Phi(x): f'' = phi(x) (2 - x^2), convex on [-sqrt 2, sqrt 2], concave outside
+    "gelu": NamedCall("gelu", lambda z: jax.nn.gelu(z, approximate=False), Curvature(
+        breaks=(-_SQRT2, _SQRT2), signs=(-1, 1, -1), cuts=(_M_GELU,))),
+    "gelu_tanh": NamedCall("gelu_tanh", _gelu_tanh, Curvature(
+        breaks=(-_C_GELU_TANH, _C_GELU_TANH), signs=(-1, 1, -1), cuts=(_M_GELU_TANH,))),
 }
 
 
@@ -198,8 +257,10 @@ def _safe_box(f, curv: Curvature, lo, hi):
 
 def _intercepts(f, df, curv: Curvature, ls, hs, d):
     """``intercepts(k) -> (t_lo, t_hi)`` with ``t_lo <= f(x) - k x <= t_hi`` on ``[ls, hs]``,
-    bounded piece by piece between the ends, the breaks and the extra cut ``d``."""
-    cuts = [ls, hs, d] + [jnp.clip(jnp.asarray(b, ls.dtype), ls, hs) for b in curv.breaks]
+    bounded piece by piece between the ends, the breaks, the curvature's cuts and the extra cut
+    ``d``."""
+    cuts = [ls, hs, d] + [jnp.clip(jnp.asarray(b, ls.dtype), ls, hs)
+                          for b in (*curv.breaks, *curv.cuts)]
     pts = jnp.sort(jnp.stack(jnp.broadcast_arrays(*cuts)), axis=0)
     a, b = pts[:-1], pts[1:]
     a1, b1 = _nudge(a, b)
@@ -508,7 +569,7 @@ def _rounding(eqn, lams, bounds_of, alpha):
 
 
 RELAXATIONS: dict[str, Relaxation] = {
-    **{name: Relaxation(_unary, free=True) for name in (*CURVATURE, *NAMED_CALLS)},
+    **{name: Relaxation(_unary, free=True) for name in (*CURVATURE, *NAMED_CALLS, *REBUILT)},
     "max": Relaxation(_rectifier, free=True, applies=_one_node),
     "min": Relaxation(_rectifier, free=True, applies=_one_node),
     "mul": Relaxation(_mccormick, free=True, applies=_two_nodes),
