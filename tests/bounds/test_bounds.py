@@ -666,3 +666,21 @@ def test_tighten_reports_each_bounded_node_once():
     _, node, low, up = seen[0]
     assert bool((pre >= low - 1e-5).all() and (pre <= up + 1e-5).all())
     np.testing.assert_array_equal(out[node][0], low)
+
+
+def test_sound_float_adds_nothing_to_exact_named_calls():
+    """hard_tanh's float evaluation only selects (exact), so sound_float charges it no rounding
+    error (the traced node's ``err`` is None and its interval is the plain one); a named call
+    that rounds (softplus) carries a positive error."""
+    from xjax.bounds._ibp import trace
+
+    x = jnp.asarray([[-3.0, -1.0, -0.37, 0.0, 0.5, 1.0, 2.5]], jnp.float32)
+    for fn, exact in ((jax.nn.hard_tanh, True), (jax.nn.softplus, False)):
+        _, _, plain = trace(lambda p, z, fn=fn: fn(z), None, x - 0.1, x + 0.1)
+        _, _, sound = trace(lambda p, z, fn=fn: fn(z), None, x - 0.1, x + 0.1, sound=True)
+        if exact:
+            assert sound.err is None
+            np.testing.assert_array_equal(sound.lo, plain.lo)
+            np.testing.assert_array_equal(sound.hi, plain.hi)
+        else:
+            assert bool((sound.err > 0).all() & (sound.lo < plain.lo).all())
