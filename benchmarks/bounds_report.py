@@ -53,6 +53,8 @@ _LOWERED = {
             "`k`) is rebuilt from `x` as `1 / (1 + sum_{j != i} exp(x_j - x_i))` (the "
             "exponential-reciprocal form, Wei et al. 2023; up to 2^24 differences per "
             "example, not with `sound_float`): no maximum, no McCormick product"),
+    "mul": ("a product that is GELU of one node (`jax.nn.gelu`'s erf and tanh forms) is "
+            "rebuilt as that one function (not with `sound_float`)"),
     "max": "of two box operands: lowered to `b + relu(a - b)`",
     "min": "of two box operands: lowered to `a - relu(a - b)`",
     "integer_pow": "tangent / secant lines by the power: even convex; odd concave then convex "
@@ -116,7 +118,10 @@ def named_rows():
     for name, build in _relax.NAMED_CALLS.items():
         curv = build(probe.get(name, lambda v: v)).curvature
         out.append(f"`{name}` ({_curvature_words(curv)})")
-    return ", ".join(out)
+    rebuilt = [f"`{name}` ({_curvature_words(call.curvature)})"
+               for name, call in _relax.REBUILT.items()]
+    return ", ".join(out) + "; and rebuilt from the primitives `jax.nn.gelu` writes: " + \
+        ", ".join(rebuilt)
 
 
 def _fmt(v, digits=3):
@@ -187,21 +192,28 @@ def render() -> str:
     if os.path.exists(depth):
         out += ["Full CROWN on ViTs of one to twelve blocks (16 px, four tokens, ViT-Tiny's "
                 "width, random init) around the chelsea photo, radius 1e-4, bounds on the top-2 "
-                "margin, before and after the softmax's exponential-reciprocal form (file "
+                "margin, at each stage of the bound code (file "
                 "`benchmarks/results/bounds_vit_depth_cpu.txt`, whose header gives the commands, "
                 "commits and load):", "", *vit_depth_rows(depth), ""]
-    for name, what in (("bounds_vit_widths_cpu.txt", "nine blocks, before (the softmax as "
-                        "`exp(x - max x)` times a reciprocal)"),
-                       ("bounds_vit_widths_depth12_cpu.txt", "twelve blocks, after (the "
-                        "exponential-reciprocal form)")):
+    spread_file = os.path.join(ROOT, "benchmarks", "results", "bounds_vit_spread_depth12_cpu.txt")
+    spreads = vit_spreads(spread_file) if os.path.exists(spread_file) else None
+    for name, what, sampled in (
+            ("bounds_vit_widths_cpu.txt", "nine blocks, the softmax as `exp(x - max x)` times a "
+             "reciprocal", None),
+            ("bounds_vit_widths_depth12_cpu.txt", "twelve blocks, the softmax in its "
+             "exponential-reciprocal form, GELU as a product", None),
+            ("bounds_vit_widths_depth12_gelu_cpu.txt", "twelve blocks, now (GELU as one "
+             "function); in brackets, the largest spread of each norm's value over 2,049 points "
+             "of the box (file `benchmarks/results/bounds_vit_spread_depth12_cpu.txt`, from "
+             "`benchmarks/bounds_vit_spread.py`)", spreads)):
         widths = os.path.join(ROOT, "benchmarks", "results", name)
         if os.path.exists(widths):
             with open(widths) as f:
                 head = f.readline().lstrip("# ").strip()
             out += [f"Where full CROWN's bounds grow, {what}: the widest intermediate bound per "
                     f"block, node by node through `tighten(..., on_bound=)` (file "
-                    f"`benchmarks/results/{name}`, from {head}):", "", *vit_widths_rows(widths),
-                    ""]
+                    f"`benchmarks/results/{name}`, from {head}):", "",
+                    *vit_widths_rows(widths, sampled), ""]
     eva = os.path.join(ROOT, "benchmarks", "results", "eva_compile_cpu.json")
     if os.path.exists(eva):
         with open(eva) as f:
@@ -229,34 +241,57 @@ def _verdict(lo: float, hi: float) -> str:
     return f"[{_fmt(lo)}, {_fmt(hi)}]" + (": certified" if lo > 0 else ": vacuous")
 
 
+_STAGE = re.compile(r"^# (stage (\d+)|now): (.+)$")
+
+
 def vit_depth_rows(path) -> list[str]:
-    """Full CROWN's bound per ViT depth: the file's data lines (after) against the ones its
-    header keeps as ``#   depth ...`` (before)."""
-    before, after, margin = {}, {}, {}
+    """Full CROWN's bound per ViT depth, one column per stage of the code: the header names
+    them (``# stage K: title``, ``# now: title``) and keeps the earlier stages' lines as
+    ``#K  depth ...``; the data lines are the current stage."""
+    titles, bounds, margin = {}, {}, {}
     with open(path) as f:
         for line in f:
+            if (t := _STAGE.match(line.strip())) is not None:
+                titles[int(t.group(2)) if t.group(2) else math.inf] = t.group(3)
+                continue
             m = _DEPTH_LINE.search(line.strip())
             if m is None:
                 continue
+            tag = re.match(r"^#(\d+) ", line)
+            stage = math.inf if not line.startswith("#") else (int(tag.group(1)) if tag else None)
+            if stage is None:
+                continue
             d = int(m.group(1))
-            (before if line.startswith("#") else after)[d] = (float(m.group(3)),
-                                                               float(m.group(4)))
+            bounds.setdefault(stage, {})[d] = (float(m.group(3)), float(m.group(4)))
             margin[d] = float(m.group(5))
-    rows = ["| blocks | margin | before | after |", "|---|---|---|---|"]
-    for d in sorted(after):
-        old = _verdict(*before[d]) if d in before else "not run"
-        rows.append(f"| {d} | {_fmt(margin[d])} | {old} | {_verdict(*after[d])} |")
+    stages = sorted(bounds)
+    rows = ["| blocks | margin | " + " | ".join(titles.get(k, "?") for k in stages) + " |",
+            "|---|---|" + "---|" * len(stages)]
+    for d in sorted(bounds.get(math.inf, {})):
+        cells = [_verdict(*bounds[k][d]) if d in bounds[k] else "not run" for k in stages]
+        rows.append(f"| {d} | {_fmt(margin[d])} | " + " | ".join(cells) + " |")
     return rows
 
 
 _WIDTH_LINE = re.compile(r"^eqn +\d+ (\S+) +node +\d+ shape \S+ +width (\S+) lo (\S+) hi (\S+)")
 
 
-def vit_widths_rows(path) -> list[str]:
+_SPREAD_LINE = re.compile(r"^rsqrt +(\d+) .* spread (\S+)$")
+
+
+def vit_spreads(path) -> list[float]:
+    """The sampled spread of every ``rsqrt`` input, in order, from a
+    ``benchmarks/bounds_vit_spread.py`` file."""
+    with open(path) as f:
+        return [float(m.group(2)) for line in f if (m := _SPREAD_LINE.match(line.strip()))]
+
+
+def vit_widths_rows(path, spreads: list[float] | None = None) -> list[str]:
     """Per encoder block of a ``benchmarks/bounds_vit_widths.py`` file: the widest bound of each
     layer norm's ``var + eps`` (the input of its ``rsqrt``; "reaches 0" where the lower end is
     the epsilon 1e-6 itself), of the attention's exponential inputs and of the reciprocal's
-    input (the softmax's sum, or its exponential-reciprocal form)."""
+    input (the softmax's sum, or its exponential-reciprocal form); with ``spreads`` (one per
+    ``rsqrt``, in order), each norm's bound is followed by the network's sampled spread."""
     blocks: list[dict] = []
     norms = 0
     with open(path) as f:
@@ -269,6 +304,8 @@ def vit_widths_rows(path) -> list[str]:
                 if norms % 2 == 0:
                     blocks.append({})
                 cell = _fmt(width) + (" (reaches 0)" if lo <= 1e-6 else "")
+                if spreads is not None:
+                    cell += f" (sampled {_fmt(spreads[norms])})"
                 blocks[-1]["norm1" if norms % 2 == 0 else "norm2"] = cell
                 norms += 1
             elif prim in ("exp", "integer_pow") and blocks:

@@ -5,6 +5,7 @@ CROWN's compile time grows with depth.
 
     python benchmarks/bounds_vit_depth.py 1,2,3 ibp,crown_ibp,crown,crown+eager
 
+``--radius=R`` sets the box's radius (default 1e-4; a line at another radius names it).
 ``METHOD+eager`` runs it without
 ``jax.jit`` (op by op: nothing is compiled as a whole, each primitive's kernel is compiled once
 per shape and reused by the identical blocks), reporting the first call as "compile" and a
@@ -22,14 +23,16 @@ from _common import vit_around_photo
 import xjax
 
 B = xjax.bounds
+radius = next((float(a.split("=", 1)[1]) for a in sys.argv if a.startswith("--radius=")), 1e-4)
 for depth in [int(d) for d in sys.argv[1].split(",")]:
     m, x = vit_around_photo(depth)
     logits = m.model_fn(m.params, x)
     top2 = jnp.argsort(logits[0])[-2:]
     spec = jnp.zeros((1, 1000)).at[0, top2[1]].set(1.0).at[0, top2[0]].add(-1.0)
-    r = 1e-4
+    r = radius
     for label in sys.argv[2].split(","):
         name, eager = label.removesuffix("+eager"), label.endswith("+eager")
+        tag = label if radius == 1e-4 else f"{label} radius {radius:g}"
         f = (lambda p, lo, hi, m=m, method=name, spec=spec:
              B.bounds(m.model_fn, method=method)(p, lo, hi, spec))
         margin = float((spec @ logits[0])[0])
@@ -37,7 +40,7 @@ for depth in [int(d) for d in sys.argv[1].split(",")]:
         if eager and "--once" in sys.argv:       # one call: its time includes the kernels' compile
             out = jax.block_until_ready(f(m.params, x - r, x + r))
             lo, hi = (np.asarray(v).ravel()[0] for v in (out.lower, out.upper))
-            print(f"depth {depth} {label}: first call {time.perf_counter() - t:.1f} s (no second "
+            print(f"depth {depth} {tag}: first call {time.perf_counter() - t:.1f} s (no second "
                   f"call) lo {lo:.4g} hi {hi:.4g} width {hi - lo:.4g} margin {margin:.4g}",
                   flush=True)
             continue
@@ -51,5 +54,5 @@ for depth in [int(d) for d in sys.argv[1].split(",")]:
         out = jax.block_until_ready(c(m.params, x - r, x + r))
         rt = time.perf_counter() - t
         lo, hi = (np.asarray(v).ravel()[0] for v in (out.lower, out.upper))
-        print(f"depth {depth} {label}: compile {ct:.1f} s run {rt:.2f} s lo {lo:.4g} "
+        print(f"depth {depth} {tag}: compile {ct:.1f} s run {rt:.2f} s lo {lo:.4g} "
               f"hi {hi:.4g} width {hi - lo:.4g} margin {margin:.4g}", flush=True)
