@@ -190,17 +190,17 @@ def two_sided(tape, node, lam, bounds_of, x_node, lower, upper, alphas=None):
 ROW_BUDGET = 2 ** 26
 
 
-def _rows_per_chunk(tape, node, n_rows) -> int:
+def _rows_per_chunk(tape, node, n_rows, copies: int = 1) -> int:
     widest = max(int(np.prod(v.shape)) for v in tape.nodes[:node.index + 1])
-    return int(max(1, min(n_rows, ROW_BUDGET // (2 * widest))))
+    return int(max(1, min(n_rows, ROW_BUDGET // (2 * widest * copies))))
 
 
-def _elementwise_bounds(tape, node, bounds_of, x_node, lower, upper):
+def _elementwise_bounds(tape, node, bounds_of, x_node, lower, upper, copies=1):
     """``(lower, upper)`` of every element of ``node``: one spec row per element, in chunks of
     rows (one compiled backward pass, iterated by ``lax.map``) so that memory stays bounded."""
     b, rest = node.shape[0], node.shape[1:]
     n = int(np.prod(rest)) if rest else 1
-    chunk = _rows_per_chunk(tape, node, n)
+    chunk = _rows_per_chunk(tape, node, n, copies)
     if chunk >= n:
         lo, hi = two_sided(tape, node, identity_spec(node.shape), bounds_of, x_node, lower, upper)
         return lo.reshape(node.shape), hi.reshape(node.shape)
@@ -258,7 +258,7 @@ def _exact_chain(tape, node, tightened: set) -> list | None:
             return chain[::-1]
 
 
-def tighten(tape, x_node, lower, upper, *, on_bound=None) -> dict:
+def tighten(tape, x_node, lower, upper, *, on_bound=None, copies: int = 1) -> dict:
     """CROWN intermediate bounds of every node: ``{node index: (lower, upper)}``.
 
     In tape order, every input of a relaxed equation is first bounded by its own backward pass
@@ -275,6 +275,8 @@ def tighten(tape, x_node, lower, upper, *, on_bound=None) -> dict:
     ``on_bound(eqn, node, lo, hi)``, if given, is called after each node's own pass (with the
     relaxed equation that needed it and the intersected bounds): a hook for diagnostics such as
     ``benchmarks/bounds_vit_widths.py``, which finds where the bounds of a deep network grow.
+    ``copies``: how many boxes run this at once under ``jax.vmap`` (the row chunks shrink so
+    that memory stays within :data:`ROW_BUDGET`).
     """
     current: dict[int, tuple] = {}
     passed: set[int] = set()                               # nodes bounded by their own pass
@@ -306,7 +308,8 @@ def tighten(tape, x_node, lower, upper, *, on_bound=None) -> dict:
                     for link in chain:
                         forward(link)
                 else:
-                    lo, hi = _elementwise_bounds(tape, pre, bounds_of, x_node, lower, upper)
+                    lo, hi = _elementwise_bounds(tape, pre, bounds_of, x_node, lower, upper,
+                                                 copies)
                     lo, hi = _narrow_outward(lo, hi, pre.lo.dtype)
                     c_lo, c_hi = bounds_of(pre)
                     current[pre.index] = (jnp.maximum(lo, c_lo), jnp.minimum(hi, c_hi))

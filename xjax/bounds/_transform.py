@@ -122,6 +122,20 @@ def bounds(model_fn: Callable, *, method: str = "crown", alpha_steps: int = 20,
         if lower.ndim == 0 or lower.shape[0] == 0:
             raise ValueError(f"bounds: lower and upper must be a non-empty batch of boxes "
                              f"[B >= 1, ...], got shape {lower.shape}")
+        if method != "ibp" and lower.shape[0] > 1:
+            # one box at a time under vmap: CROWN's per-example contractions assume the batch
+            # is axis 0 of every value, which a model may move (attention's transposes do)
+            c = None if spec is None else jnp.asarray(spec, jnp.float32)
+            per_box = c is not None and c.ndim == 3
+            if per_box and c.shape[0] != lower.shape[0]:
+                raise ValueError(f"bounds: a spec of shape {c.shape} must have one (S, K) per "
+                                 f"box, {lower.shape[0]} boxes")
+            one = lambda lo, hi, s: bound(params, lo[None], hi[None], s, lower.shape[0])
+            iv = jax.vmap(one, in_axes=(0, 0, 0 if per_box else None))(lower, upper, c)
+            return Interval(iv.lower[:, 0], iv.upper[:, 0])
+        return bound(params, lower, upper, spec, 1)
+
+    def bound(params, lower, upper, spec, copies):
         tape, x_node, out = trace(model_fn, params, lower, upper, sound=sound_float)
         out.lo, out.hi = out.lo.astype(jnp.float32), out.hi.astype(jnp.float32)
         c = None if spec is None else jnp.asarray(spec, jnp.float32)
@@ -130,12 +144,13 @@ def bounds(model_fn: Callable, *, method: str = "crown", alpha_steps: int = 20,
                 c = jnp.broadcast_to(c, (out.shape[0],) + c.shape)
             if c.ndim != 3 or c.shape[0] != out.shape[0] or c.shape[2] != out.shape[-1]:
                 raise ValueError(f"bounds: spec must be (S, {out.shape[-1]}) or "
-                                 f"({out.shape[0]}, S, {out.shape[-1]}), got {jnp.shape(spec)}")
+                                 f"({out.shape[0] * copies}, S, {out.shape[-1]}), got "
+                                 f"{jnp.shape(spec)}")
         ibp_lo, ibp_hi = (out.lo, out.hi) if c is None else _contract(c, out.lo, out.hi)
         if method == "ibp":
             return _outward(ibp_lo, ibp_hi, sound_float)
-        tightened = tighten(tape, x_node, lower, upper) if method in ("crown", "alpha_crown") \
-            else {}
+        tightened = tighten(tape, x_node, lower, upper, copies=copies) \
+            if method in ("crown", "alpha_crown") else {}
 
         def bounds_of(node):
             return tightened.get(node.index, (node.lo, node.hi))
