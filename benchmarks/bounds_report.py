@@ -195,6 +195,14 @@ def render() -> str:
                 "margin, at each stage of the bound code (file "
                 "`benchmarks/results/bounds_vit_depth_cpu.txt`, whose header gives the commands, "
                 "commits and load):", "", *vit_depth_rows(depth), ""]
+    skip = os.path.join(ROOT, "benchmarks", "results", "bounds_skip_lite0_cpu.txt")
+    if os.path.exists(skip):
+        with open(skip) as f:
+            head = f.readline().lstrip("# ").strip()
+        out += ["Full CROWN on EfficientNet-Lite0 (16 px, radius 1e-4, op by op) with the passes "
+                "`FORWARD_EXACT` skips and with every pass (file "
+                f"`benchmarks/results/bounds_skip_lite0_cpu.txt`, from {head}):", "",
+                *skip_rows(skip), ""]
     spread_file = os.path.join(ROOT, "benchmarks", "results", "bounds_vit_spread_depth12_cpu.txt")
     spreads = vit_spreads(spread_file) if os.path.exists(spread_file) else None
     for name, what, sampled in (
@@ -274,6 +282,25 @@ def vit_depth_rows(path) -> list[str]:
 
 
 _WIDTH_LINE = re.compile(r"^eqn +\d+ (\S+) +node +\d+ shape \S+ +width (\S+) lo (\S+) hi (\S+)")
+
+
+_SKIP_LINE = re.compile(r"skip=(True|False): first call (\S+) s second call (\S+) s lo (\S+) "
+                        r"hi (\S+) margin (\S+)$")
+
+
+def skip_rows(path) -> list[str]:
+    """The two lines of a ``benchmarks/bounds_skip.py`` results file as a table."""
+    rows = ["| passes | first call s | second call s | bound on the margin | margin |",
+            "|---|---|---|---|---|"]
+    with open(path) as f:
+        for line in f:
+            m = _SKIP_LINE.search(line.strip())
+            if m is not None:
+                rows.append(f"| {'skipped' if m.group(1) == 'True' else 'every one'} | "
+                            f"{_fmt(float(m.group(2)))} | {_fmt(float(m.group(3)))} | "
+                            f"[{_fmt(float(m.group(4)))}, {_fmt(float(m.group(5)))}] | "
+                            f"{_fmt(float(m.group(6)))} |")
+    return rows
 
 
 _SPREAD_LINE = re.compile(r"^rsqrt +(\d+) .* spread (\S+)$")

@@ -101,3 +101,14 @@ def test_vit_widths_table_puts_the_sampled_spread_beside_each_norm(tmp_path):
     assert mod.vit_widths_rows(str(widths), mod.vit_spreads(str(spread)))[2:] == [
         "| 1 | 0.5 (sampled 0.002) | 0.25 |  | 4 (sampled 0.003) |",
         "| final norm | 7 (sampled 0.004) | | | |"]
+
+
+def test_skip_table_reads_both_lines(tmp_path):
+    path = tmp_path / "skip.txt"
+    path.write_text("# header\n"
+                    "lite0 crown+eager skip=True: first call 2.5 s second call 1 s lo -0.5 hi 2 "
+                    "margin 0.75\n"
+                    "lite0 crown+eager skip=False: first call 5 s second call 3 s lo -0.5 hi 2 "
+                    "margin 0.75\n")
+    assert _report().skip_rows(str(path))[2:] == ["| skipped | 2.5 | 1 | [-0.5, 2] | 0.75 |",
+                                                 "| every one | 5 | 3 | [-0.5, 2] | 0.75 |"]
