@@ -369,6 +369,20 @@ def test_softmax_is_bounded_in_exponential_reciprocal_form():
         assert float((a.upper - a.lower).mean()) < 0.75 * float((b.upper - b.lower).mean()), method
 
 
+def _point_and_random_box(model_fn, x, *, atol):
+    """IBP and CROWN of ``model_fn`` (no parameters): a point box gives the function's value, a
+    box of radius 0.4 is sound; ``[(method, bound on that box)]``."""
+    out = []
+    for method in ("ibp", "crown"):
+        iv = B.bounds(model_fn, method=method)(None, x, x)
+        np.testing.assert_allclose(iv.lower, model_fn(None, x), rtol=2e-6, atol=atol)
+        np.testing.assert_allclose(iv.upper, model_fn(None, x), rtol=2e-6, atol=atol)
+        iv = B.bounds(model_fn, method=method)(None, x - 0.4, x + 0.4)
+        _assert_sound(model_fn, None, x - 0.4, x + 0.4, iv, jax.random.key(8))
+        out.append((method, iv))
+    return out
+
+
 @pytest.mark.parametrize("case", ["axis1", "shift_varies", "numerator_reused", "reshape_keepdims",
                                   "one_element"])
 def test_softmax_form_only_where_the_shift_cancels(case):
@@ -387,12 +401,7 @@ def test_softmax_form_only_where_the_shift_cancels(case):
     }
     model_fn = lambda p, z: fns[case](z).reshape(z.shape[0], -1)
     x = jax.random.normal(jax.random.key(7), (2, 12))
-    for method in ("ibp", "crown"):
-        iv = B.bounds(model_fn, method=method)(None, x, x)
-        np.testing.assert_allclose(iv.lower, model_fn(None, x), rtol=2e-6, atol=1e-7)
-        np.testing.assert_allclose(iv.upper, model_fn(None, x), rtol=2e-6, atol=1e-7)
-        iv = B.bounds(model_fn, method=method)(None, x - 0.4, x + 0.4)
-        _assert_sound(model_fn, None, x - 0.4, x + 0.4, iv, jax.random.key(8))
+    for method, iv in _point_and_random_box(model_fn, x, atol=1e-7):
         if case == "one_element":
             assert bool((iv.lower == 1.0).all() and (iv.upper == 1.0).all()), method
 
@@ -497,12 +506,7 @@ def test_gelu_form_only_on_its_exact_spelling(case):
     x = jax.random.normal(jax.random.key(7), (2, 6))
     tape, _, _ = trace(model_fn, None, x - 0.3, x + 0.3)
     assert not {"gelu", "gelu_tanh"} & {e.prim.name for e in tape.eqns}
-    for method in ("ibp", "crown"):
-        iv = B.bounds(model_fn, method=method)(None, x, x)
-        np.testing.assert_allclose(iv.lower, model_fn(None, x), rtol=2e-6, atol=1e-6)
-        np.testing.assert_allclose(iv.upper, model_fn(None, x), rtol=2e-6, atol=1e-6)
-        iv = B.bounds(model_fn, method=method)(None, x - 0.4, x + 0.4)
-        _assert_sound(model_fn, None, x - 0.4, x + 0.4, iv, jax.random.key(8))
+    _point_and_random_box(model_fn, x, atol=1e-6)
 
 
 def test_full_crown_skips_passes_that_cannot_tighten(monkeypatch):
