@@ -329,7 +329,8 @@ def rounding_error(prim, params, inputs, lo, hi):
     """A bound of the rounding error of the float evaluation of ``prim`` at any point of the
     box, and of the interval arithmetic that bounded it (sound_float); None where exact."""
     name = getattr(prim, "name", "named_call")
-    if name in EXACT_PRIMITIVES and not isinstance(prim, NamedCall) or getattr(prim, "exact", False):
+    exact = prim.exact if isinstance(prim, NamedCall) else name in EXACT_PRIMITIVES
+    if exact:
         return None
     eps = float(jnp.finfo(lo.dtype).eps)
     out_mag = jnp.maximum(jnp.abs(lo), jnp.abs(hi))

@@ -174,18 +174,14 @@ def _gelu_tanh(z):
 def _gelu_tanh_inflection() -> float:
     """The tanh approximation of GELU, ``x (1 + tanh(u)) / 2`` with ``u = k (x + a x^3)``, has
     ``f'' = (1 - tanh^2 u) (u' + x u'' / 2 - x tanh(u) u'^2)``, even in x: zero at +-c, the root
-    of the bracket on (1, 2) (bisection, float64); convex between, concave outside."""
+    of the bracket on (1, 2); convex between, concave outside."""
     k, a = np.sqrt(2 / np.pi), 0.044715
 
     def g(x):
         u1 = k * (1 + 3 * a * x * x)
         return u1 + x * 3 * a * k * x - x * np.tanh(k * (x + a * x ** 3)) * u1 * u1
 
-    lo, hi = 1.0, 2.0
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if g(mid) > 0 else (lo, mid)
-    return float((lo + hi) / 2)
+    return _root(g, 1.0, 2.0)
 
 
 _C_GELU_TANH = _gelu_tanh_inflection()
