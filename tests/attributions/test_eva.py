@@ -121,20 +121,25 @@ def test_both_passes_share_one_traced_bound_whatever_the_batch_size(mlp10, top_k
     chunked call when every rival fits a row, one scan whose cell chunks choose their rivals from
     the ball bounds carried when they do not (before: two traces, so XLA compiled the bound
     program twice). The maps do not depend on how the rows are chunked (batch_size None: one
-    call per pass, as before), and the model is traced once on rows, by the bound."""
+    call per pass, as before), and the bound traces the model once (one box of its rows at a
+    time, under vmap)."""
+    from xjax.bounds import _transform
+
     model, _, _, params, x, y = mlp10
     traces = []
+    real = _transform.trace
 
-    def counted(p, z):
-        if z.shape[0] > 1:                        # not one of the explainer's 1-row probes
-            traces.append(z.shape)
-        return model(p, z)
+    def counted(*args, **kwargs):
+        traces.append(args[2].shape)
+        return real(*args, **kwargs)
 
     kw = dict(epsilon=0.05, grid_size=4, bound="crown", top_k_rivals=top_k)
     want = np.asarray(A.eva(model, batch_size=None, **kw)(params, x, y))
     for b in (4, 7, 64):
         traces.clear()
-        got = A.eva(counted, batch_size=b, **kw)(params, x, y)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(_transform, "trace", counted)
+            got = A.eva(model, batch_size=b, **kw)(params, x, y)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         assert len(traces) == 1, traces
     # a label out of range under jit (unchecked there) gives a NaN row on the chunked path too
