@@ -131,12 +131,25 @@ def bounds(model_fn: Callable, *, method: str = "crown", alpha_steps: int = 20,
                 raise ValueError(f"bounds: a spec of shape {c.shape} must have one (S, K) per "
                                  f"box, {lower.shape[0]} boxes")
             one = lambda lo, hi, s: bound(params, lo[None], hi[None], s, lower.shape[0])
-            iv = jax.vmap(one, in_axes=(0, 0, 0 if per_box else None))(lower, upper, c)
-            return Interval(iv.lower[:, 0], iv.upper[:, 0])
+            try:
+                iv = jax.vmap(one, in_axes=(0, 0, 0 if per_box else None))(lower, upper, c)
+                return Interval(iv.lower[:, 0], iv.upper[:, 0])
+            except (TypeError, ValueError):
+                pass       # a model that fixes its batch size: the batch at once, if it can be
+            return bound(params, lower, upper, spec, 1, batch_axis=True)
         return bound(params, lower, upper, spec, 1)
 
-    def bound(params, lower, upper, spec, copies):
+    def bound(params, lower, upper, spec, copies, batch_axis=False):
         tape, x_node, out = trace(model_fn, params, lower, upper, sound=sound_float)
+        if out.shape[:1] != lower.shape[:1]:
+            raise ValueError(f"bounds: model_fn must give one row per box: {lower.shape[0]} "
+                             f"box(es) gave an output of shape {out.shape}")
+        moved = [v.shape for v in tape.nodes if v.shape and v.shape[0] != lower.shape[0]]
+        if batch_axis and moved:
+            raise ValueError(f"bounds: model_fn cannot be traced on one box (it fixes its batch "
+                             f"size) and moves the batch off axis 0 (a value of shape "
+                             f"{moved[0]} for {lower.shape[0]} boxes), which CROWN's per-box "
+                             f"contractions need: bound one box at a time")
         out.lo, out.hi = out.lo.astype(jnp.float32), out.hi.astype(jnp.float32)
         c = None if spec is None else jnp.asarray(spec, jnp.float32)
         if c is not None:
