@@ -288,6 +288,31 @@ def test_a_batch_of_boxes_is_bounded_box_by_box_even_when_the_model_moves_the_ba
         f(m.params, lo, hi, specs[:2])
 
 
+def test_a_model_with_a_fixed_batch_size_is_bounded_as_a_batch_or_refused():
+    """A model that fixes its batch size (``reshape(2, ...)``) cannot be traced on one box; it is
+    bounded as a batch, as before, when the batch stays on axis 0 (same bounds as the written-out
+    per-box model, sound), and refused with a ValueError when it also moves the batch away
+    (CROWN's contractions would mix boxes). Every method refuses a model that does not give one
+    row per box."""
+    w = jax.random.normal(jax.random.key(0), (12, 3))
+    fixed = lambda p, x: jnp.tanh(x.reshape(2, 12)) @ p
+    free = lambda p, x: jnp.tanh(x.reshape(x.shape[0], 12)) @ p
+    moved = lambda p, x: jnp.tanh(x.reshape(2, 4, 3).transpose(1, 0, 2)).transpose(1, 0, 2
+                                                                                 ).reshape(2, 12) @ p
+    x = jax.random.normal(jax.random.key(1), (2, 4, 3))
+    lo, hi = x - 0.1, x + 0.1
+    for method in ("crown_ibp", "crown"):
+        a, b = B.bounds(fixed, method=method)(w, lo, hi), B.bounds(free, method=method)(w, lo, hi)
+        np.testing.assert_allclose(a.lower, b.lower, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a.upper, b.upper, rtol=1e-5, atol=1e-6)
+        _assert_sound(fixed, w, lo, hi, a, jax.random.key(2))
+        with pytest.raises(ValueError, match="moves the batch"):
+            B.bounds(moved, method=method)(w, lo, hi)
+    for method in ("ibp", "crown_ibp", "crown"):
+        with pytest.raises(ValueError, match="one row per box"):
+            B.bounds(lambda p, z: free(p, z).sum(0, keepdims=True), method=method)(w, lo, hi)
+
+
 PRIMITIVE_CASES = {
     "max_pool": lambda x: jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1),
                                                 (1, 2, 2, 1), "VALID"),

@@ -122,6 +122,10 @@ def bounds(model_fn: Callable, *, method: str = "crown", alpha_steps: int = 20,
         if lower.ndim == 0 or lower.shape[0] == 0:
             raise ValueError(f"bounds: lower and upper must be a non-empty batch of boxes "
                              f"[B >= 1, ...], got shape {lower.shape}")
+        rows = jax.eval_shape(lambda p, x: model_fn(p, x), params, lower).shape[:1]
+        if rows != lower.shape[:1]:
+            raise ValueError(f"bounds: model_fn must give one row per box: {lower.shape[0]} "
+                             f"box(es) gave {rows[0] if rows else 'no'} row(s)")
         if method != "ibp" and lower.shape[0] > 1:
             # one box at a time under vmap: CROWN's per-example contractions assume the batch
             # is axis 0 of every value, which a model may move (attention's transposes do)
