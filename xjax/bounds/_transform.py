@@ -138,9 +138,12 @@ def bounds(model_fn: Callable, *, method: str = "crown", alpha_steps: int = 20,
             try:
                 iv = jax.vmap(one, in_axes=(0, 0, 0 if per_box else None))(lower, upper, c)
                 return Interval(iv.lower[:, 0], iv.upper[:, 0])
-            except (TypeError, ValueError):
-                pass       # a model that fixes its batch size: the batch at once, if it can be
-            return bound(params, lower, upper, spec, 1, batch_axis=True)
+            except (TypeError, ValueError) as err:
+                one_box = err      # a model that fixes its batch size: the batch at once, if it can
+            try:
+                return bound(params, lower, upper, spec, 1, batch_axis=True)
+            except (TypeError, ValueError) as err:
+                raise err from one_box      # with why one box at a time failed
         return bound(params, lower, upper, spec, 1)
 
     def bound(params, lower, upper, spec, copies, batch_axis=False):
