@@ -81,16 +81,19 @@ def _numpy_captum_occlusion(score, x, size, stride):
     return total / count
 
 
-def test_occlusion_covers_the_edge_as_captum():
+@pytest.mark.parametrize("batch_size", [None, 7, 64])
+def test_occlusion_covers_the_edge_as_captum(batch_size):
     """16x16 images, patch 3, stride 2: 13 is not a multiple of 2, and the old windows never
-    reached the last row and column (relative difference 0.375 from Captum)."""
+    reached the last row and column (relative difference 0.375 from Captum). Batch sizes: both
+    images in one block; each image's unoccluded score and 49 patches cut into blocks of 7 (the
+    unoccluded score, in the first, is carried to the later ones); one image per block."""
     rng = np.random.default_rng(4)
     wts = rng.normal(size=(16, 16, 2))
     x = rng.uniform(size=(2, 16, 16, 2))
     score64 = lambda z: np.tanh(z * wts).sum((1, 2, 3)) + (z[..., 0] * z[..., 1]).sum((1, 2))
     model = lambda p, z: (jnp.tanh(z * p[None]).sum((1, 2, 3)) + (z[..., 0] * z[..., 1]).sum((1, 2)))[:, None]
     want = _numpy_captum_occlusion(score64, x, 3, 2)
-    got = A.occlusion(model, patch_size=3, patch_stride=2)(
+    got = A.occlusion(model, patch_size=3, patch_stride=2, batch_size=batch_size)(
         jnp.asarray(wts, jnp.float32), jnp.asarray(x, jnp.float32), jnp.zeros((2,), jnp.int32))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     assert np.abs(want[:, -1]).min() > 0                     # the last row is really scored

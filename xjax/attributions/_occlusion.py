@@ -1,11 +1,12 @@
 """Occlusion (Zeiler & Fergus, 2014): the score drop when a patch is hidden."""
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from xjax._internal.batching import add_rows, pad_rows, padded_rows, slice_rows
+from xjax._internal.batching import add_rows, padded_rows, slice_rows
 from xjax._internal.validate import check_positive_int
-from xjax.attributions._common import check_batch_size, guarded, perturbation_accumulate, scores
+from xjax.attributions._common import check_batch_size, guarded, perturbation_accumulate
 from xjax.attributions._score import logit
 from xjax.typing import Explainer, ModelFn, ScoreFn
 
@@ -35,7 +36,8 @@ def occlusion(model_fn: ModelFn, *, patch_size: int | tuple[int, int] = 3,
 
     Returns:
       ``explainer(params, x, y, *, key=None) -> f32[N, H, W]``; the model runs
-      ``1 + n_h n_w`` times per input, :math:`n_h = \lceil (H - size_h) / stride_h \rceil + 1`.
+      ``1 + n_h n_w`` times per input (the unoccluded image in the same blocks as the
+      patches), :math:`n_h = \lceil (H - size_h) / stride_h \rceil + 1`.
 
     References:
       M. D. Zeiler, R. Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014.
@@ -61,30 +63,38 @@ def occlusion(model_fn: ModelFn, *, patch_size: int | tuple[int, int] = 3,
         rows, cols = jnp.arange(h)[:, None], jnp.arange(w)[None, :]
 
         def patch_mask(p):
-            r0, c0 = (p // nw) * stride[0], (p % nw) * stride[1]
-            return ((rows >= r0) & (rows < r0 + size[0]) & (cols >= c0) & (cols < c0 + size[1]))
+            """Perturbation 0 is the image itself (no patch), p >= 1 hides patch p - 1."""
+            q = p - 1
+            r0, c0 = (q // nw) * stride[0], (q % nw) * stride[1]
+            return ((p > 0) & (rows >= r0) & (rows < r0 + size[0]) & (cols >= c0)
+                    & (cols < c0 + size[1]))
 
         def apply(xi, m):
             return jnp.where(m[..., None], jnp.asarray(occlusion_value, xi.dtype), xi)
 
-        base = scores(model_fn, score_fn, params, x, y, batch_size=batch_size)
-
+        # The unoccluded score runs in the same blocks as the patches (perturbation 0, no
+        # separate small model call). Blocks visit each input's perturbations in order, so the
+        # block holding perturbation 0 of an input comes first and stores its score in ``base``
+        # for that input's later blocks (when its patches span several blocks).
         n = x.shape[0]
-        n_rows = padded_rows(n, nh * nw, batch_size)
-        base = pad_rows(base, n_rows)
+        n_rows = padded_rows(n, 1 + nh * nw, batch_size)
 
         def contribution(carry, n0, p, s, masks, valid):
-            total, count = carry                       # s: [n_c, s_c], masks: [s_c, H, W]
+            total, count, base = carry                 # s: [n_c, s_c], masks: [s_c, H, W]
             n_c = s.shape[0]
-            drop = jnp.where(valid[None, :], slice_rows(base, n0, n_c)[:, None] - s, 0.0)
-            m = masks.astype(jnp.float32) * valid[:, None, None].astype(jnp.float32)
+            own = jnp.where(p[0] == 0, s[:, 0], slice_rows(base, n0, n_c))
+            use = valid & (p > 0)
+            drop = jnp.where(use[None, :], own[:, None] - s, 0.0)
+            m = masks.astype(jnp.float32) * use[:, None, None].astype(jnp.float32)
             return (add_rows(total, n0, jnp.einsum("ns,shw->nhw", drop, m)),
-                    add_rows(count, n0, jnp.broadcast_to(m.sum(0), (n_c, h, w))))
+                    add_rows(count, n0, jnp.broadcast_to(m.sum(0), (n_c, h, w))),
+                    jax.lax.dynamic_update_slice_in_dim(base, own, n0, axis=0))
 
-        init = (jnp.zeros((n_rows, h, w), jnp.float32), jnp.zeros((n_rows, h, w), jnp.float32))
-        total, count = perturbation_accumulate(model_fn, score_fn, params, x, y, nh * nw,
-                                               patch_mask, apply, contribution, init,
-                                               batch_size=batch_size)
+        init = (jnp.zeros((n_rows, h, w), jnp.float32), jnp.zeros((n_rows, h, w), jnp.float32),
+                jnp.zeros((n_rows,), jnp.float32))
+        total, count, _ = perturbation_accumulate(model_fn, score_fn, params, x, y, 1 + nh * nw,
+                                                  patch_mask, apply, contribution, init,
+                                                  batch_size=batch_size)
         return (total / jnp.maximum(count, 1.0))[:n]
 
     return explainer
