@@ -16,8 +16,9 @@ from xjax.bounds._relax import RELAXATIONS
 __all__ = ["optimize"]
 
 
-def optimize(tape, out, lam, bounds_of, x_node, lower, upper, lo, hi, steps, lr):
-    """Best ``(lower, upper)`` ``[B, S]`` of ``lam . out`` over ``steps`` Adam steps."""
+def optimize(tape, out, lam, bounds_of, x_node, lower, upper, lo, hi, steps, lr, errs=None):
+    """Best ``(lower, upper)`` ``[B, S]`` of ``lam . out`` over ``steps`` Adam steps (``errs``:
+    as :func:`xjax.bounds._crown.backward`)."""
     import optax
 
     both = jnp.concatenate([lam, -lam], axis=0)
@@ -30,7 +31,7 @@ def optimize(tape, out, lam, bounds_of, x_node, lower, upper, lo, hi, steps, lr)
     s = lam.shape[0]
 
     def objective(a):
-        return backward(tape, out, both, bounds_of, x_node, lower, upper, alphas=a)
+        return backward(tape, out, both, bounds_of, x_node, lower, upper, alphas=a, errs=errs)
 
     opt = optax.adam(lr)
     with jax.numpy_dtype_promotion("standard"):

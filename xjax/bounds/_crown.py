@@ -139,9 +139,12 @@ def _step(eqn, outs, bounds_of, alpha):
     return _concretized(eqn, outs, bounds_of)
 
 
-def backward(tape: Tape, target: Node, lam, bounds_of, x_node: Node, x_lo, x_hi, alphas=None):
+def backward(tape: Tape, target: Node, lam, bounds_of, x_node: Node, x_lo, x_hi, alphas=None,
+             errs=None):
     """Lower bounds of ``sum(lam * target)`` over the box: ``f32[S, B]``. ``lam: [S, B, ...]``;
-    ``alphas``: optional ``{output node index: f32[S, B, ...]}`` free parameters in [0, 1]."""
+    ``alphas``: optional ``{output node index: f32[S, B, ...]}`` free parameters in [0, 1];
+    ``errs``: optional ``{node index: rounding error bound}`` replacing the traced ones
+    (``sound_float``: :func:`tighten`'s, from its tightened magnitudes)."""
     coeffs = {target.index: lam.astype(_F32)}
     bias = jnp.zeros(lam.shape[:2], _F32)
     for eqn in reversed(tape.eqns):
@@ -151,8 +154,9 @@ def backward(tape: Tape, target: Node, lam, bounds_of, x_node: Node, x_lo, x_hi,
         if all(c is None for c in outs):
             continue
         for o, c in zip(eqn.outputs, outs, strict=True):
-            if c is not None and o.err is not None:        # sound_float: the rounding of o
-                bias = bias - sum_tail(mul0(jnp.abs(c), o.err[None].astype(_F32)))
+            err = o.err if errs is None else errs.get(o.index, o.err)
+            if c is not None and err is not None:          # sound_float: the rounding of o
+                bias = bias - sum_tail(mul0(jnp.abs(c), err[None].astype(_F32)))
         alpha = None if alphas is None else alphas.get(eqn.outputs[0].index)
         contributions, b = _step(eqn, outs, bounds_of, alpha)
         bias = bias + b
@@ -176,11 +180,11 @@ def identity_spec(shape, dtype=_F32):
     return jnp.broadcast_to(eye, (s, b) + tuple(rest))
 
 
-def two_sided(tape, node, lam, bounds_of, x_node, lower, upper, alphas=None):
+def two_sided(tape, node, lam, bounds_of, x_node, lower, upper, alphas=None, errs=None):
     """``(lower, upper)`` of ``lam . node`` per spec row: ``[B, S]`` each (one pass on
     ``[lam; -lam]``)."""
     both = jnp.concatenate([lam, -lam], axis=0)
-    lb = backward(tape, node, both, bounds_of, x_node, lower, upper, alphas)
+    lb = backward(tape, node, both, bounds_of, x_node, lower, upper, alphas, errs)
     s = lam.shape[0]
     return lb[:s].T, -lb[s:].T
 
@@ -195,14 +199,15 @@ def _rows_per_chunk(tape, node, n_rows, copies: int = 1) -> int:
     return int(max(1, min(n_rows, ROW_BUDGET // (2 * widest * copies))))
 
 
-def _elementwise_bounds(tape, node, bounds_of, x_node, lower, upper, copies=1):
+def _elementwise_bounds(tape, node, bounds_of, x_node, lower, upper, copies=1, errs=None):
     """``(lower, upper)`` of every element of ``node``: one spec row per element, in chunks of
     rows (one compiled backward pass, iterated by ``lax.map``) so that memory stays bounded."""
     b, rest = node.shape[0], node.shape[1:]
     n = int(np.prod(rest)) if rest else 1
     chunk = _rows_per_chunk(tape, node, n, copies)
     if chunk >= n:
-        lo, hi = two_sided(tape, node, identity_spec(node.shape), bounds_of, x_node, lower, upper)
+        lo, hi = two_sided(tape, node, identity_spec(node.shape), bounds_of, x_node, lower, upper,
+                           errs=errs)
         return lo.reshape(node.shape), hi.reshape(node.shape)
     n_chunks = -(-n // chunk)
 
@@ -210,7 +215,7 @@ def _elementwise_bounds(tape, node, bounds_of, x_node, lower, upper, copies=1):
         idx = j * chunk + jnp.arange(chunk)
         eye = jax.nn.one_hot(idx, n, dtype=_F32)                     # rows past n are zero
         lam = jnp.broadcast_to(eye.reshape((chunk, 1) + tuple(rest)), (chunk, b) + tuple(rest))
-        return two_sided(tape, node, lam, bounds_of, x_node, lower, upper)
+        return two_sided(tape, node, lam, bounds_of, x_node, lower, upper, errs=errs)
 
     lo, hi = jax.lax.map(rows, jnp.arange(n_chunks))              # [n_chunks, B, chunk] each
     flat = lambda v: jnp.transpose(v, (1, 0, 2)).reshape(b, n_chunks * chunk)[:, :n]
@@ -258,8 +263,10 @@ def _exact_chain(tape, node, tightened: set) -> list | None:
             return chain[::-1]
 
 
-def tighten(tape, x_node, lower, upper, *, on_bound=None, copies: int = 1) -> dict:
-    """CROWN intermediate bounds of every node: ``{node index: (lower, upper)}``.
+def tighten(tape, x_node, lower, upper, *, on_bound=None, copies: int = 1) -> tuple[dict, dict]:
+    """CROWN intermediate bounds of every node, ``{node index: (lower, upper)}``, and (with
+    ``tape.sound``) the rounding error bound of every float node at those bounds,
+    ``{node index: err}``.
 
     In tape order, every input of a relaxed equation is first bounded by its own backward pass
     (each pass using the bounds tightened before it; an input made from an already tightened
@@ -272,6 +279,12 @@ def tighten(tape, x_node, lower, upper, *, on_bound=None, copies: int = 1) -> di
     two-block ViT, IBP's attention-score maximum reaches 1e34 while its inputs, tightened,
     span [-0.65, 2.3].
 
+    With ``sound_float`` each node's rounding error is bounded by the interval rule at its
+    inputs' tightened bounds, and the smaller of that and the traced error (both sound) is what
+    later passes charge: charged at IBP's magnitudes, which are vacuous on a deep network, the
+    rounding alone made full CROWN infinite on a two-block ViT that it certifies in real
+    arithmetic.
+
     ``on_bound(eqn, node, lo, hi)``, if given, is called after each node's own pass (with the
     relaxed equation that needed it and the intersected bounds): a hook for diagnostics such as
     ``benchmarks/bounds_vit_widths.py``, which finds where the bounds of a deep network grow.
@@ -279,6 +292,7 @@ def tighten(tape, x_node, lower, upper, *, on_bound=None, copies: int = 1) -> di
     that memory stays within :data:`ROW_BUDGET`).
     """
     current: dict[int, tuple] = {}
+    errs: dict = {}                                        # sound_float: rounding at current
     passed: set[int] = set()                               # nodes bounded by their own pass
 
     def bounds_of(node):
@@ -290,10 +304,13 @@ def tighten(tape, x_node, lower, upper, *, on_bound=None, copies: int = 1) -> di
             if is_node(v) and v.index not in views:
                 views[v.index] = Node(*bounds_of(v), v.index, v.err)
         inputs = [views[v.index] if is_node(v) else v for v in eqn.inputs]
-        for o, (lo, hi, _) in zip(eqn.outputs, interval(eqn.prim, eqn.params, inputs, tape.sound),
-                                  strict=True):
+        for o, (lo, hi, err) in zip(eqn.outputs,
+                                    interval(eqn.prim, eqn.params, inputs, tape.sound),
+                                    strict=True):
             if lo.dtype == o.lo.dtype and lo.shape == o.lo.shape:
                 current[o.index] = (jnp.maximum(lo, o.lo), jnp.minimum(hi, o.hi))
+                if err is not None and o.err is not None and err.shape == o.err.shape:
+                    errs[o.index] = jnp.minimum(err, o.err)
 
     for eqn in tape.eqns:
         if relaxed(eqn):
@@ -309,7 +326,7 @@ def tighten(tape, x_node, lower, upper, *, on_bound=None, copies: int = 1) -> di
                         forward(link)
                 else:
                     lo, hi = _elementwise_bounds(tape, pre, bounds_of, x_node, lower, upper,
-                                                 copies)
+                                                 copies, errs)
                     lo, hi = _narrow_outward(lo, hi, pre.lo.dtype)
                     c_lo, c_hi = bounds_of(pre)
                     current[pre.index] = (jnp.maximum(lo, c_lo), jnp.minimum(hi, c_hi))
@@ -317,4 +334,4 @@ def tighten(tape, x_node, lower, upper, *, on_bound=None, copies: int = 1) -> di
                 if on_bound is not None:
                     on_bound(eqn, pre, *current[pre.index])
         forward(eqn)
-    return current
+    return current, errs

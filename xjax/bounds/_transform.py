@@ -169,8 +169,8 @@ def bounds(model_fn: Callable, *, method: str = "crown", alpha_steps: int = 20,
         ibp_lo, ibp_hi = (out.lo, out.hi) if c is None else _contract(c, out.lo, out.hi)
         if method == "ibp":
             return _outward(ibp_lo, ibp_hi, sound_float)
-        tightened = tighten(tape, x_node, lower, upper, copies=copies) \
-            if method in ("crown", "alpha_crown") else {}
+        tightened, errs = tighten(tape, x_node, lower, upper, copies=copies) \
+            if method in ("crown", "alpha_crown") else ({}, {})
 
         def bounds_of(node):
             return tightened.get(node.index, (node.lo, node.hi))
@@ -180,10 +180,10 @@ def bounds(model_fn: Callable, *, method: str = "crown", alpha_steps: int = 20,
             ibp_lo, ibp_hi = (o_lo, o_hi) if c is None else _contract(c, o_lo, o_hi)
 
         lam = identity_spec(out.shape) if c is None else jnp.transpose(c, (1, 0, 2))
-        lo, hi = two_sided(tape, out, lam, bounds_of, x_node, lower, upper)
+        lo, hi = two_sided(tape, out, lam, bounds_of, x_node, lower, upper, errs=errs)
         if method == "alpha_crown":
             lo, hi = _alpha.optimize(tape, out, lam, bounds_of, x_node, lower, upper, lo, hi,
-                                     alpha_steps, alpha_learning_rate)
+                                     alpha_steps, alpha_learning_rate, errs)
         return _outward(jnp.maximum(lo, ibp_lo), jnp.minimum(hi, ibp_hi), sound_float)
 
     return g
