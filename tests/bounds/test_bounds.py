@@ -455,8 +455,8 @@ _GELUS = {"gelu": lambda z: jax.nn.gelu(z, approximate=False), "gelu_tanh": jax.
 
 @pytest.mark.parametrize("name", sorted(_GELUS))
 def test_gelu_is_bounded_as_one_function(name):
-    """jax.nn.gelu (erf or tanh form) is recognised on the tape as one elementwise function and
-    relaxed whole (tangent and secant lines on its curvature pieces) instead of McCormick planes
+    """jax.nn.gelu (erf or tanh form) is recognised on the tape as one elementwise function (with
+    and without sound_float) and relaxed whole (tangent and secant lines on its curvature pieces) instead of McCormick planes
     of ``x`` times a function of ``x``: its IBP interval is the range (float64 NumPy on a dense
     grid; before GELU's minimum was a cut of its pieces, intervals around it got a lower end up
     to 0.12 below it), and IBP, CROWN-IBP and CROWN are narrower than the same GELU written so
@@ -503,9 +503,20 @@ def test_gelu_is_bounded_as_one_function(name):
                    for e in tape.eqns)
     tape, _, _ = trace(written, p, x - 0.3, x + 0.3)
     assert name not in [e.prim.name for e in tape.eqns]
-    # sound_float bounds the parts as the model rounds them: never rebuilt
+    # sound_float rebuilds it too, with the parts' rounding bound (36 eps |x|): point boxes
+    # from -40 to 40 (and |x| down to 1e-30) contain the float32 evaluation and the float64
+    # value, whose distance is at most 0.95 eps |x| (erf form) and 1.55 eps |x| (tanh form)
     tape, _, _ = trace(recognised, p, x - 0.3, x + 0.3, sound=True)
-    assert name not in [e.prim.name for e in tape.eqns]
+    assert name in [e.prim.name for e in tape.eqns]
+    z = np.concatenate([np.linspace(-40, 40, 8001), -np.logspace(-30, 1.6, 500),
+                        np.logspace(-30, 1.6, 500)]).astype(np.float32)[None]
+    if name == "gelu_tanh":               # the model's real function has its float32 constants
+        k64, a64 = float(np.float32(k)), float(np.float32(0.044715))
+        ref = lambda v: 0.5 * v * (1 + np.tanh(k64 * (v + a64 * v ** 3)))
+    iv = B.bounds(lambda p, v: gelu(v), method="ibp", sound_float=True)(None, z, z)
+    low, up = np.asarray(iv.lower, np.float64), np.asarray(iv.upper, np.float64)
+    for v in (np.asarray(gelu(jnp.asarray(z)), np.float64), ref(z.astype(np.float64))):
+        assert bool(((low <= v) & (v <= up)).all())
     for method in ("ibp", "crown_ibp", "crown"):
         a = B.bounds(recognised, method=method)(p, x - 0.3, x + 0.3)
         b = B.bounds(written, method=method)(p, x - 0.3, x + 0.3)

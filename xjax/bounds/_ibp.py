@@ -344,6 +344,8 @@ def rounding_error(prim, params, inputs, lo, hi):
         # the model's float sum and the bound's two sums (centre and radius) each within
         # gamma_n * sum |terms|
         return 2.0 * gamma * terms + eps * out_mag + tiny
+    if isinstance(prim, NamedCall) and prim.rounding is not None:
+        return prim.rounding(eps, _magnitude(inputs[0]).astype(lo.dtype), out_mag) + tiny
     rel = ROUNDING[name](params, eps) if name in ROUNDING else _TRANSCENDENTAL_ULPS * eps
     return rel * out_mag + tiny
 
@@ -485,10 +487,11 @@ def _emit_function(tape, fn, nodes):
 def _lower_mul(tape, prim, params, inputs):
     """A product of two box operands that is GELU of one node (as ``jax.nn.gelu`` writes it) is
     recorded as the one elementwise function :data:`xjax.bounds._relax.REBUILT` relaxes whole;
-    any other product is left to its own rules. Not with ``sound_float`` (the model rounds each
-    part; one call's rounding bound is not that of the parts)."""
+    any other product is left to its own rules. With ``sound_float`` too: the rebuilt call
+    carries a rounding bound of the parts as the model evaluates them
+    (:func:`xjax.bounds._relax._gelu_rounding`)."""
     a, b = inputs
-    if tape.sound or not (is_node(a) and is_node(b)):
+    if not (is_node(a) and is_node(b)):
         return None
     for name, form in PRODUCT_FORMS.items():
         x = form(tape, a, b)

@@ -115,13 +115,16 @@ class NamedCall(NamedTuple):
     """A named ``jax.nn`` call (a ``jit`` of one elementwise function) kept whole on the tape, so
     that it is relaxed as the function it is rather than through its parts (``softplus`` is
     ``max(x, 0) + log1p(exp(-|x|))``, whose parts lose their correlation). ``exact``: its float
-    evaluation rounds nothing (maxima, minima and selections), so ``sound_float`` adds no error."""
+    evaluation rounds nothing (maxima, minima and selections), so ``sound_float`` adds no error.
+    ``rounding(eps, input_magnitude, output_magnitude)``: its own rounding error bound for
+    ``sound_float`` (else the 16 ulps of the output of :func:`xjax.bounds._ibp.rounding_error`)."""
 
     name: str
     fn: Callable
     curvature: Curvature
     multiple_results: bool = False
     exact: bool = False
+    rounding: Callable | None = None
 
 
 def _silu_inflection() -> float:
@@ -195,15 +198,33 @@ _M_GELU_TANH = _root(lambda x: 1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * 
                      * (1 - np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)) ** 2),
                      -2.0, 0.0)
 
+
+
+def _gelu_rounding(eps, x_mag, out_mag):
+    """``sound_float``'s bound for either GELU as ``jax.nn.gelu`` evaluates it in floats, times
+    two (the model's evaluation and the bound's own). Erf form, ``(0.5 x) erfc(-x c)``: the
+    argument's relative error (one product, 1 ulp) moves ``erfc`` by at most
+    ``sup_t |t erfc'(t)| = 2 / sqrt(2 pi e) < 0.49`` ulps; ``erfc`` itself is within 16 ulps
+    (the transcendental allowance) of a value at most 2, and the last product rounds once:
+    ``|error| <= |x| / 2 (0.49 + 32 + 1) eps < 17 eps |x|``. Tanh form, ``x (0.5 (1 + tanh(u)))``:
+    u's relative error (the integer power's 8 ulps, then three roundings) moves ``tanh`` by at
+    most ``sup |u sech^2 u| < 0.45`` times it, ``tanh`` is within 16 ulps of a value at most 1,
+    the sum and product round once each: under 12 eps |x|. Hence ``36 eps |x|`` for both; it
+    is absolute, since for x << 0 ``erfc``'s relative error grows as ``x^2`` while GELU vanishes."""
+    del out_mag
+    return 36.0 * eps * x_mag
+
+
 # functions the tape recognises from the primitives they are written with and rebuilds as one
 # elementwise call (``xjax.bounds._ibp``): GELU is ``x`` times a function of ``x``, whose product
 # McCormick's planes would relax as if the two factors were unrelated
 REBUILT: dict[str, NamedCall] = {
     # GELU = x Phi(x): f'' = phi(x) (2 - x^2), convex on [-sqrt 2, sqrt 2], concave outside
     "gelu": NamedCall("gelu", lambda z: jax.nn.gelu(z, approximate=False), Curvature(
-        breaks=(-_SQRT2, _SQRT2), signs=(-1, 1, -1), cuts=(_M_GELU,))),
+        breaks=(-_SQRT2, _SQRT2), signs=(-1, 1, -1), cuts=(_M_GELU,)), rounding=_gelu_rounding),
     "gelu_tanh": NamedCall("gelu_tanh", _gelu_tanh, Curvature(
-        breaks=(-_C_GELU_TANH, _C_GELU_TANH), signs=(-1, 1, -1), cuts=(_M_GELU_TANH,))),
+        breaks=(-_C_GELU_TANH, _C_GELU_TANH), signs=(-1, 1, -1), cuts=(_M_GELU_TANH,)),
+        rounding=_gelu_rounding),
 }
 
 
