@@ -239,8 +239,8 @@ def render() -> str:
     return "\n".join(out)
 
 
-_DEPTH_LINE = re.compile(r"depth (\d+) (crown(?:\+eager)?): .* lo (\S+) hi (\S+) width \S+ "
-                         r"margin (\S+)$")
+_DEPTH_LINE = re.compile(r"depth (\d+) (crown(?:\+eager)?)( sound_float)?: .* lo (\S+) hi (\S+) "
+                         r"width \S+ margin (\S+)$")
 
 
 def _verdict(lo: float, hi: float) -> str:
@@ -249,33 +249,37 @@ def _verdict(lo: float, hi: float) -> str:
     return f"[{_fmt(lo)}, {_fmt(hi)}]" + (": certified" if lo > 0 else ": vacuous")
 
 
-_STAGE = re.compile(r"^# (stage (\d+)|now): (.+)$")
+_STAGE = re.compile(r"^# (stage (\d+)|now|sound_float): (.+)$")
+_NOW, _SOUND = 10 ** 6, 10 ** 6 + 1          # column keys after the numbered stages
 
 
 def vit_depth_rows(path) -> list[str]:
     """Full CROWN's bound per ViT depth, one column per stage of the code: the header names
     them (``# stage K: title``, ``# now: title``) and keeps the earlier stages' lines as
-    ``#K  depth ...``; the data lines are the current stage."""
+    ``#K  depth ...``; the data lines are the current stage, those tagged ``sound_float`` (the
+    float32 network) a last column (``# sound_float: title``)."""
     titles, bounds, margin = {}, {}, {}
     with open(path) as f:
         for line in f:
             if (t := _STAGE.match(line.strip())) is not None:
-                titles[int(t.group(2)) if t.group(2) else math.inf] = t.group(3)
+                key = int(t.group(2)) if t.group(2) else (_NOW if t.group(1) == "now" else _SOUND)
+                titles[key] = t.group(3)
                 continue
             m = _DEPTH_LINE.search(line.strip())
             if m is None:
                 continue
             tag = re.match(r"^#(\d+) ", line)
-            stage = math.inf if not line.startswith("#") else (int(tag.group(1)) if tag else None)
+            stage = (_SOUND if m.group(3) else _NOW) if not line.startswith("#") else \
+                (int(tag.group(1)) if tag else None)
             if stage is None:
                 continue
             d = int(m.group(1))
-            bounds.setdefault(stage, {})[d] = (float(m.group(3)), float(m.group(4)))
-            margin[d] = float(m.group(5))
+            bounds.setdefault(stage, {})[d] = (float(m.group(4)), float(m.group(5)))
+            margin[d] = float(m.group(6))
     stages = sorted(bounds)
     rows = ["| blocks | margin | " + " | ".join(titles.get(k, "?") for k in stages) + " |",
             "|---|---|" + "---|" * len(stages)]
-    for d in sorted(bounds.get(math.inf, {})):
+    for d in sorted(bounds.get(_NOW, {})):
         cells = [_verdict(*bounds[k][d]) if d in bounds[k] else "not run" for k in stages]
         rows.append(f"| {d} | {_fmt(margin[d])} | " + " | ".join(cells) + " |")
     return rows

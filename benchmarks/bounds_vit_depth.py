@@ -5,7 +5,8 @@ CROWN's compile time grows with depth.
 
     python benchmarks/bounds_vit_depth.py 1,2,3 ibp,crown_ibp,crown,crown+eager
 
-``--radius=R`` sets the box's radius (default 1e-4; a line at another radius names it).
+``--radius=R`` sets the box's radius (default 1e-4; a line at another radius names it);
+``--sound-float`` bounds the float32 network (``sound_float=True``; its lines say so).
 ``METHOD+eager`` runs it without
 ``jax.jit`` (op by op: nothing is compiled as a whole, each primitive's kernel is compiled once
 per shape and reused by the identical blocks), reporting the first call as "compile" and a
@@ -24,6 +25,7 @@ import xjax
 
 B = xjax.bounds
 radius = next((float(a.split("=", 1)[1]) for a in sys.argv if a.startswith("--radius=")), 1e-4)
+sound = "--sound-float" in sys.argv
 for depth in [int(d) for d in sys.argv[1].split(",")]:
     m, x = vit_around_photo(depth)
     logits = m.model_fn(m.params, x)
@@ -32,9 +34,10 @@ for depth in [int(d) for d in sys.argv[1].split(",")]:
     r = radius
     for label in sys.argv[2].split(","):
         name, eager = label.removesuffix("+eager"), label.endswith("+eager")
-        tag = label if radius == 1e-4 else f"{label} radius {radius:g}"
+        tag = (label if radius == 1e-4 else f"{label} radius {radius:g}") + \
+            (" sound_float" if sound else "")
         f = (lambda p, lo, hi, m=m, method=name, spec=spec:
-             B.bounds(m.model_fn, method=method)(p, lo, hi, spec))
+             B.bounds(m.model_fn, method=method, sound_float=sound)(p, lo, hi, spec))
         margin = float((spec @ logits[0])[0])
         t = time.perf_counter()
         if eager and "--once" in sys.argv:       # one call: its time includes the kernels' compile

@@ -47,13 +47,15 @@ def test_block_numbers_come_from_the_results_files(tmp_path, monkeypatch):
 def test_vit_depth_table_reads_every_stage_from_the_file(tmp_path):
     """The ViT table's verdicts come from the file's lines: one column per stage named in the
     header (``# stage K:``, ``# now:``), the header's ``#K  depth`` lines for stage K and the data
-    lines for now; a finite bound is certified only when its lower end is above 0."""
+    lines for now, those tagged ``sound_float`` in a last column (``# sound_float:``); a finite
+    bound is certified only when its lower end is above 0."""
     path = tmp_path / "depth.txt"
     path.write_text(
         "# header\n"
         "# stage 1: old\n"
         "# stage 2: newer\n"
         "# now: newest\n"
+        "# sound_float: newest, float32\n"
         "#1  depth 2 crown: compile 1 s run 1 s lo -inf hi inf width inf margin 0.5\n"
         "#1  depth 3 crown+eager: first call 9 s (no second call) lo -2 hi 3 width 5 margin 0.25\n"
         "#2  depth 3 crown+eager: first call 9 s (no second call) lo -1 hi 2 width 3 margin 0.25\n"
@@ -61,12 +63,15 @@ def test_vit_depth_table_reads_every_stage_from_the_file(tmp_path):
         "depth 2 crown: compile 1 s run 1 s lo 0.1 hi 0.9 width 0.8 margin 0.5\n"
         "depth 3 crown+eager: first call 9 s (no second call) lo -1 hi 1 width 2 margin 0.25\n"
         "depth 3 ibp: compile 1 s run 1 s lo 0.2 hi 0.3 width 0.1 margin 0.25\n"
-        "depth 5 crown: compile 1 s run 1 s lo 0.01 hi 0.02 width 0.01 margin 0.015\n")
+        "depth 5 crown: compile 1 s run 1 s lo 0.01 hi 0.02 width 0.01 margin 0.015\n"
+        "depth 5 crown+eager sound_float: first call 9 s (no second call) lo 0.005 hi 0.03 "
+        "width 0.025 margin 0.015\n")
     rows = _report().vit_depth_rows(str(path))
-    assert rows[0] == "| blocks | margin | old | newer | newest |"
-    assert rows[2:] == ["| 2 | 0.5 | infinite | not run | [0.1, 0.9]: certified |",
-                        "| 3 | 0.25 | [-2, 3]: vacuous | [-1, 2]: vacuous | [-1, 1]: vacuous |",
-                        "| 5 | 0.015 | not run | not run | [0.01, 0.02]: certified |"]
+    assert rows[0] == "| blocks | margin | old | newer | newest | newest, float32 |"
+    assert rows[2:] == [
+        "| 2 | 0.5 | infinite | not run | [0.1, 0.9]: certified | not run |",
+        "| 3 | 0.25 | [-2, 3]: vacuous | [-1, 2]: vacuous | [-1, 1]: vacuous | not run |",
+        "| 5 | 0.015 | not run | not run | [0.01, 0.02]: certified | [0.005, 0.03]: certified |"]
 
 
 def test_vit_widths_table_reads_each_block_from_the_file(tmp_path):

@@ -21,7 +21,7 @@ from jax import lax
 
 from xjax._internal.jaxpr import bind, call_body, walk
 from xjax.bounds._interval import Eqn, Node, Tape, endpoints, is_node, products
-from xjax.bounds._relax import NAMED_CALLS, REBUILT, NamedCall, named_interval
+from xjax.bounds._relax import NAMED_CALLS, REBUILT, NamedCall, float_softmax, named_interval
 
 __all__ = ["CALL_RULES", "IBP_RULES", "LOWERINGS", "SOFTMAX_PAIRS_BUDGET", "emit", "interval",
            "trace"]
@@ -320,6 +320,29 @@ ROUNDING = {        # relative error of the output, from the primitive's params 
 _TRANSCENDENTAL_ULPS = 16
 
 
+def _floor_of_add(params, inputs):
+    """Adding a number >= 0 never rounds a float below the other term: ``fl(a + b) >= a``."""
+    (la, _), (lb, _) = (endpoints(v) for v in inputs)
+    return jnp.maximum(jnp.where(lb >= 0, la, -jnp.inf), jnp.where(la >= 0, lb, -jnp.inf))
+
+
+def _floor_of_sum(params, inputs):
+    """A float sum of terms >= 0 (any order) is >= 0."""
+    lo = endpoints(inputs[0])[0]
+    return jnp.where(jnp.min(lo, axis=params["axes"]) >= 0, 0.0, -jnp.inf)
+
+
+# sound_float: a value the float evaluation never goes below, whatever the rounding (exp rounds
+# to +0 at worst; sums of terms >= 0): the padded interval keeps it, so an absolute error bound
+# taken at a huge upper end (the exponential of a large score difference, and sums of them)
+# does not push the lower end below it (and 1 + sum_j exp(x_j - x_i) off its pole at 0)
+_FLOAT_FLOOR = {
+    "exp": lambda params, inputs: jnp.zeros(()),
+    "add": _floor_of_add,
+    "reduce_sum": _floor_of_sum,
+}
+
+
 def _magnitude(v):
     lo, hi = endpoints(v)
     return jnp.maximum(jnp.abs(lo), jnp.abs(hi))
@@ -369,6 +392,9 @@ def interval(prim, params, inputs, sound: bool = False) -> list[tuple]:
                 if err is not None:
                     err = jnp.where(jnp.isfinite(err), err, jnp.inf)
                     lo, hi = lo - err, hi + err
+                    if (rule := _FLOAT_FLOOR.get(getattr(prim, "name", None))) is not None:
+                        floor = rule(params, inputs).astype(lo.dtype)
+                        lo = jnp.where(jnp.isnan(lo), floor, jnp.maximum(lo, floor))
         outs.append((lo, hi, err))
     return outs
 
@@ -390,11 +416,15 @@ def _lower_div(tape, prim, params, inputs):
     if not is_node(b):
         return None
     # sound_float bounds the model as it evaluates in floats: the rebuilt form's rounding is not
-    # the model's (the model rounds x - max(x) before exp), so the softmax stays as written
-    if not tape.sound and (softmax := _softmax_input(tape, a, b)) is not None \
-            and np.prod(a.shape[1:]) * (a.shape[softmax[1]] - 1) <= SOFTMAX_PAIRS_BUDGET:
-        x, axis = softmax
-        return _emit_function(tape, lambda v: _softmax_exp_reciprocal(v, axis), [x])
+    # the model's, so its output then carries the model's own (float_softmax), which needs the
+    # shift to be the row's maximum, as in jax.nn.softmax; any other shift stays as written
+    if (softmax := _softmax_input(tape, a, b)) is not None \
+            and np.prod(a.shape[1:]) * (a.shape[softmax[1]] - 1) <= SOFTMAX_PAIRS_BUDGET \
+            and (not tape.sound or _is_row_max(tape, *softmax)):
+        x, axis, _ = softmax
+        cap = SOFTMAX_CAP if tape.sound else None
+        out = _emit_function(tape, lambda v: _softmax_exp_reciprocal(v, axis, cap), [x])
+        return emit(tape, float_softmax(x.shape[axis], cap), {}, out) if tape.sound else out
     (r,) = emit(tape, lax.integer_pow_p, {"y": -1}, [b])
     return emit(tape, lax.mul_p, {"out_dtype": None}, [a, r])
 
@@ -403,6 +433,9 @@ def _lower_div(tape, prim, params, inputs):
 # (2**24 float32: 64 MiB per array): ViT-Tiny's attention at 224 px (196 tokens, 3 heads) needs
 # 22.5 million per image and keeps the product-with-reciprocal lowering
 SOFTMAX_PAIRS_BUDGET = 2 ** 24
+# sound_float: the cap of every score difference in the rebuilt softmax (exp(80) < 2^116 is a
+# finite float32; the form is then within e^-80 of the softmax)
+SOFTMAX_CAP = 80.0
 
 
 def _keepdims_sum_of(tape, den, num) -> int | None:
@@ -447,10 +480,31 @@ def _softmax_input(tape, num, den):
     s_shape = np.shape(shift) if not is_node(shift) else shift.shape
     if len(s_shape) not in (0, len(x.shape)) or (len(s_shape) and s_shape[k] != 1):
         return None
-    return x, k
+    return x, k, shift
 
 
-def _softmax_exp_reciprocal(x, axis):
+def _is_row_max(tape, x, k, shift) -> bool:
+    """Whether ``shift`` is ``max(x, axis=k)`` kept as a size-1 axis, as ``jax.nn.softmax``
+    writes it: ``reduce_max``, ``max`` with ``-inf``, ``broadcast_in_dim`` or ``reshape``, then
+    ``stop_gradient`` (each but the reduction optional)."""
+    v = shift
+    for names in (("stop_gradient",), ("broadcast_in_dim", "reshape"), ("max",)):
+        eqn = tape.producer.get(v.index) if is_node(v) else None
+        if eqn is not None and eqn.prim.name in names:
+            if names == ("max",):
+                nodes = [u for u in eqn.inputs if is_node(u)]
+                if len(nodes) != 1 or [_scalar(u) for u in eqn.inputs if not is_node(u)] \
+                        != [-np.inf]:
+                    return False
+                v = nodes[0]
+            else:
+                v = eqn.inputs[0]
+    eqn = tape.producer.get(v.index) if is_node(v) else None
+    return eqn is not None and eqn.prim.name == "reduce_max" and _same(eqn.inputs[0], x) \
+        and tuple(eqn.params["axes"]) == (k % len(x.shape),)
+
+
+def _softmax_exp_reciprocal(x, axis, cap=None):
     """``softmax(x)_i = 1 / (1 + sum_{j != i} exp(x_j - x_i))`` along ``axis``: the
     exponential-reciprocal form (Wei et al., "Convex Bounds on the Softmax Function with
     Applications to Robustness Verification", AISTATS 2023). Every exponential reads a
@@ -459,7 +513,11 @@ def _softmax_exp_reciprocal(x, axis):
     its interval is the tight ``[1 / (1 + sum e^{u_j - l_i}), 1 / (1 + sum e^{l_j - u_i})]``.
     The other scores ``x_j, j != i`` are a cyclic shift of the tiled row, made of broadcasts,
     reshapes and slices only (cheap exact transposes). Costs ``n - 1`` times the scores' memory,
-    so it is used up to :data:`SOFTMAX_PAIRS_BUDGET` differences."""
+    so it is used up to :data:`SOFTMAX_PAIRS_BUDGET` differences. ``cap`` (``sound_float``):
+    each difference is first capped there, so that no exponential overflows (a float32 one
+    overflows past 88.7, and the rounding bound of an infinite value is infinite); where a
+    difference exceeds it the probability is below ``e^-cap`` with or without the cap, so the
+    capped form is within ``e^-cap`` of the softmax."""
     v = jnp.moveaxis(x, axis, -1)
     n = v.shape[-1]
     if n == 1:                                      # no other score: exactly 1, a constant
@@ -467,7 +525,8 @@ def _softmax_exp_reciprocal(x, axis):
     lead = v.shape[:-1]
     tiled = jnp.broadcast_to(v[..., None, :], lead + (n + 1, n)).reshape(lead + (n, n + 1))
     others = tiled[..., 1:n]                        # [..., i, k] = v[..., (i + k + 1) mod n]
-    total = 1.0 + jnp.sum(jnp.exp(others - v[..., None]), axis=-1)
+    d = others - v[..., None]
+    total = 1.0 + jnp.sum(jnp.exp(d if cap is None else jnp.minimum(d, cap)), axis=-1)
     return jnp.moveaxis(lax.integer_pow(total, -1), -1, axis)
 
 

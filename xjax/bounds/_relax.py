@@ -46,7 +46,8 @@ from xjax._internal.jaxpr import bind
 from xjax.bounds._interval import concretize, is_node, mul0, sum_tail
 
 __all__ = ["CURVATURE", "NAMED_CALLS", "REBUILT", "RELAXATIONS", "Curvature", "NamedCall",
-           "Relaxation", "lines", "named_interval", "relu_relaxation", "value_range"]
+           "Relaxation", "float_softmax", "lines", "named_interval", "relu_relaxation",
+           "value_range"]
 
 _F32 = jnp.float32
 _ULPS = 16 * float(jnp.finfo(jnp.float32).eps)
@@ -213,6 +214,26 @@ def _gelu_rounding(eps, x_mag, out_mag):
     is absolute, since for x << 0 ``erfc``'s relative error grows as ``x^2`` while GELU vanishes."""
     del out_mag
     return 36.0 * eps * x_mag
+
+
+def float_softmax(n: int, cap: float) -> NamedCall:
+    """The identity, carrying (for ``sound_float``) the rounding of a softmax over ``n`` scores
+    as ``jax.nn.softmax`` evaluates it, ``e = exp(x - max x)``, ``e / sum e``: the tape rebuilds
+    the softmax in another form (:func:`xjax.bounds._ibp._softmax_exp_reciprocal`) whose own
+    roundings are not the model's, then applies this to its output.
+
+    With u = eps / 2: ``x_j - max`` rounds to a relative u, so ``exp`` (within 16 ulps, the
+    transcendental allowance) is off by a relative ``r_j <= |x_j - max| u + 16 eps``, and
+    ``e_j |x_j - max| <= 1 / e``. The sum is at least 1 (the maximum's term) and within
+    ``gamma_n`` of its terms, so it is off by a relative ``rho <= n u / e + 16 eps + gamma_n``;
+    the division rounds once. Each probability p is then within
+    ``p (r_i + rho + u) <= u / e + 16 eps + rho + u < (33 + 1.2 n) eps`` of its real value
+    (gamma_n ~ n eps): ``(70 + 3 n) eps``, absolute (p <= 1), covers the model's evaluation
+    and the bound's own, with margin; plus ``e^-cap``, the most by which the rebuilt form with
+    its score differences capped at ``cap`` differs from the softmax."""
+    return NamedCall("float_softmax", lambda z: z, Curvature(signs=(0,)),
+                     rounding=lambda eps, x_mag, out_mag: jnp.full_like(
+                         out_mag, (70.0 + 3.0 * n) * eps + math.exp(-cap)))
 
 
 # functions the tape recognises from the primitives they are written with and rebuilds as one
@@ -586,7 +607,8 @@ def _rounding(eqn, lams, bounds_of, alpha):
 
 
 RELAXATIONS: dict[str, Relaxation] = {
-    **{name: Relaxation(_unary, free=True) for name in (*CURVATURE, *NAMED_CALLS, *REBUILT)},
+    **{name: Relaxation(_unary, free=True) for name in (*CURVATURE, *NAMED_CALLS, *REBUILT,
+                                                         "float_softmax")},
     "max": Relaxation(_rectifier, free=True, applies=_one_node),
     "min": Relaxation(_rectifier, free=True, applies=_one_node),
     "mul": Relaxation(_mccormick, free=True, applies=_two_nodes),
