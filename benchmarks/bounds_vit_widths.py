@@ -3,6 +3,8 @@ relaxation needs, block by block (issue 20's open item: ViT-Tiny's bound is vacu
 
     python benchmarks/bounds_vit_widths.py 9 > benchmarks/results/bounds_vit_widths_cpu.txt
 
+``--sound-float``: the float32 network's bounds (``sound_float=True``).
+
 The setting of benchmarks/bounds_vit_depth.py (16 px, patch 8: four tokens, random init, the
 chelsea photo, radius 1e-4), run op by op. One line per bounded node, in tape order: the
 relaxed primitive that needed it, its shape, the largest width, the smallest lower end and the
@@ -20,15 +22,16 @@ from xjax.bounds._crown import tighten
 from xjax.bounds._ibp import trace
 
 
-def main(depth: int) -> None:
+def main(depth: int, sound: bool = False) -> None:
     m, x = vit_around_photo(depth)
     r = 1e-4
-    tape, x_node, _ = trace(m.model_fn, m.params, x - r, x + r, sound=False)
+    tape, x_node, _ = trace(m.model_fn, m.params, x - r, x + r, sound=sound)
     start, position = time.perf_counter(), {id(e): i for i, e in enumerate(tape.eqns)}
     p = provenance()
     print(f"# {p['command']} at commit {p['commit']} on {p['date']} ({p['machine']}, jax "
           f"{p['jax']})", flush=True)
-    print(f"# depth {depth}, {len(tape.eqns)} equations; jax {jax.__version__}", flush=True)
+    print(f"# depth {depth}, {len(tape.eqns)} equations{', sound_float' if sound else ''}; jax "
+          f"{jax.__version__}", flush=True)
 
     def report(eqn, node, lo, hi):
         print(f"eqn {position[id(eqn)]:5d} {eqn.prim.name:12s} node {node.index:5d} "
@@ -40,4 +43,4 @@ def main(depth: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(int(sys.argv[1]), "--sound-float" in sys.argv)

@@ -485,23 +485,47 @@ def _softmax_input(tape, num, den):
 
 def _is_row_max(tape, x, k, shift) -> bool:
     """Whether ``shift`` is ``max(x, axis=k)`` kept as a size-1 axis, as ``jax.nn.softmax``
-    writes it: ``reduce_max``, ``max`` with ``-inf``, ``broadcast_in_dim`` or ``reshape``, then
-    ``stop_gradient`` (each but the reduction optional)."""
-    v = shift
-    for names in (("stop_gradient",), ("broadcast_in_dim", "reshape"), ("max",)):
-        eqn = tape.producer.get(v.index) if is_node(v) else None
-        if eqn is not None and eqn.prim.name in names:
-            if names == ("max",):
-                nodes = [u for u in eqn.inputs if is_node(u)]
-                if len(nodes) != 1 or [_scalar(u) for u in eqn.inputs if not is_node(u)] \
-                        != [-np.inf]:
-                    return False
-                v = nodes[0]
-            else:
-                v = eqn.inputs[0]
-    eqn = tape.producer.get(v.index) if is_node(v) else None
-    return eqn is not None and eqn.prim.name == "reduce_max" and _same(eqn.inputs[0], x) \
-        and tuple(eqn.params["axes"]) == (k % len(x.shape),)
+    writes it (``reduce_max``, ``max`` with ``-inf``, then broadcasts and ``stop_gradient``),
+    possibly of another layout of the same scores (transposes and reshapes, as a vmapped
+    attention gives). The two chains of shape-only equations are found on the tape and checked
+    on a probe: the recorded equations evaluated on distinct values."""
+    chain, v = [], shift
+    while (eqn := tape.producer.get(v.index) if is_node(v) else None) is not None \
+            and eqn.prim.name in _SHIFT_LINKS:
+        nodes = [u for u in eqn.inputs if is_node(u)]
+        if len(nodes) != 1 or (eqn.prim.name == "max" and [
+                _scalar(u) for u in eqn.inputs if not is_node(u)] != [-np.inf]):
+            return False
+        chain.append(eqn)
+        v = nodes[0]
+    reduce = tape.producer.get(v.index) if is_node(v) else None
+    if reduce is None or reduce.prim.name != "reduce_max" or not is_node(reduce.inputs[0]):
+        return False
+    scores, view, u = reduce.inputs[0], [], x
+    while not _same(u, scores):
+        eqn = tape.producer.get(u.index) if is_node(u) else None
+        if eqn is None or eqn.prim.name not in ("transpose", "reshape", "copy") \
+                or not is_node(eqn.inputs[0]):
+            return False
+        view.append(eqn)
+        u = eqn.inputs[0]
+
+    def run(eqns, value):
+        for eqn in reversed(eqns):
+            args = [value if is_node(a) else a for a in eqn.inputs]
+            value = bind(eqn.prim, eqn.params, args)[0]
+        return value
+
+    with jax.ensure_compile_time_eval():
+        probe = jnp.asarray(np.random.default_rng(0).permutation(int(np.prod(scores.shape)))
+                            .reshape(scores.shape), jnp.float32)
+        got = run(chain, bind(reduce.prim, reduce.params, [probe])[0])
+        want = jnp.max(run(view, probe), axis=k, keepdims=True)
+        return got.shape == want.shape and bool(jnp.all(got == want))
+
+
+# the equations between a softmax's row maximum and its shift
+_SHIFT_LINKS = ("stop_gradient", "broadcast_in_dim", "reshape", "transpose", "max", "copy")
 
 
 def _softmax_exp_reciprocal(x, axis, cap=None):
