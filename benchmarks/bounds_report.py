@@ -52,9 +52,11 @@ _LOWERED = {
             "a softmax (`e / e.sum(k, keepdims=True)`, `e = exp(x - s)`, `s` constant along "
             "`k`) is rebuilt from `x` as `1 / (1 + sum_{j != i} exp(x_j - x_i))` (the "
             "exponential-reciprocal form, Wei et al. 2023; up to 2^24 differences per "
-            "example, not with `sound_float`): no maximum, no McCormick product"),
+            "example; with `sound_float` when `s` is the row maximum, then carrying the "
+            "model's own rounding, `(70 + 3n) eps`): no maximum, no McCormick product"),
     "mul": ("a product that is GELU of one node (`jax.nn.gelu`'s erf and tanh forms) is "
-            "rebuilt as that one function (not with `sound_float`)"),
+            "rebuilt as that one function (with `sound_float`, carrying its parts' rounding, "
+            "`36 eps |x|`)"),
     "max": "of two box operands: lowered to `b + relu(a - b)`",
     "min": "of two box operands: lowered to `a - relu(a - b)`",
     "integer_pow": "tangent / secant lines by the power: even convex; odd concave then convex "
