@@ -115,14 +115,17 @@ def test_empirical_variant_needs_a_split_and_a_key():
         A.eva(conv_model, epsilon=0.0)
 
 
-@pytest.mark.parametrize("top_k", [None, 2])
-def test_both_passes_share_one_traced_bound_whatever_the_batch_size(mlp10, top_k):
+@pytest.mark.parametrize("bound,top_k,n_traces", [("crown", None, 1), ("crown_ibp", 2, 1),
+                                                   ("crown", 2, 2)])
+def test_both_passes_share_one_traced_bound_whatever_the_batch_size(mlp10, bound, top_k,
+                                                                    n_traces):
     """The ball pass and the frozen-box pass go through one traced (so one compiled) bound: one
     chunked call when every rival fits a row, one scan whose cell chunks choose their rivals from
     the ball bounds carried when they do not (before: two traces, so XLA compiled the bound
     program twice). The maps do not depend on how the rows are chunked (batch_size None: one
     call per pass, as before), and the bound traces the model once (one box of its rows at a
-    time, under vmap)."""
+    time, under vmap). Full CROWN with rows to choose is the exception: its ball is bounded
+    against every rival at once, a second traced bound (the next test)."""
     from xjax.bounds import _transform
 
     model, _, _, params, x, y = mlp10
@@ -133,7 +136,7 @@ def test_both_passes_share_one_traced_bound_whatever_the_batch_size(mlp10, top_k
         traces.append(args[2].shape)
         return real(*args, **kwargs)
 
-    kw = dict(epsilon=0.05, grid_size=4, bound="crown", top_k_rivals=top_k)
+    kw = dict(epsilon=0.05, grid_size=4, bound=bound, top_k_rivals=top_k)
     want = np.asarray(A.eva(model, batch_size=None, **kw)(params, x, y))
     for b in (4, 7, 64):
         traces.clear()
@@ -141,8 +144,52 @@ def test_both_passes_share_one_traced_bound_whatever_the_batch_size(mlp10, top_k
             mp.setattr(_transform, "trace", counted)
             got = A.eva(model, batch_size=b, **kw)(params, x, y)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-        assert len(traces) == 1, traces
+        assert len(traces) == n_traces, traces
     # a label out of range under jit (unchecked there) gives a NaN row on the chunked path too
     bad = jnp.asarray(y).at[0].set(99)
     maps = np.asarray(jax.jit(A.eva(model, batch_size=4, **kw))(params, x, bad))
     assert np.isnan(maps[0]).all() and np.isfinite(maps[1:]).all()
+
+
+def test_full_crown_bounds_the_ball_against_every_rival_at_once(mlp10):
+    """With ``bound="crown"`` and rivals to choose (10 classes, k = 2: five rows of rivals), the
+    ball of each image is bounded once with a spec of all nine rivals (full CROWN's intermediate
+    bounds once, not five times). The map equals EVA written out with ``xjax.bounds``: the ball's
+    overlap over every rival, each cell against the two rivals largest on the ball and the third
+    largest ball bound, and the ball bound runs on as many boxes as there are images."""
+    from xjax.bounds import _transform
+
+    model, _, _, params, x, y = mlp10
+    eps, g, k = 0.05, 4, 2
+    boxes = []
+    real = _transform.tighten
+
+    def counted(tape, x_node, lower, upper, **kw):
+        boxes.append(lower.shape[0] * kw.get("copies", 1))
+        return real(tape, x_node, lower, upper, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_transform, "tighten", counted)
+        got = np.asarray(A.eva(model, epsilon=eps, grid_size=g, bound="crown", top_k_rivals=k,
+                               batch_size=None)(params, x, y))
+    assert sorted(boxes) == [3, 3 * g * g], boxes        # the images' balls, then the cells
+
+    bound = jax.jit(xjax.bounds.bounds(model, method="crown", sound_float=True))
+    h = w = 8
+    cell = (np.arange(h)[:, None] * g // h) * g + (np.arange(w)[None, :] * g // w)
+    for i in range(3):
+        rivals = [c for c in range(10) if c != int(y[i])]
+        spec = np.zeros((9, 10), np.float32)
+        spec[np.arange(9), rivals] = 1.0
+        spec[:, int(y[i])] -= 1.0
+        xi = np.asarray(x[i:i + 1])
+        lo, hi = np.clip(xi - eps, 0, 1), np.clip(xi + eps, 0, 1)
+        ball = np.asarray(bound(params, lo, hi, spec).upper[0])              # [9]
+        order = np.argsort(-ball)
+        frozen = (cell[None, :, :, None] == np.arange(g * g)[:, None, None, None])
+        lo_u = np.where(frozen, xi, np.broadcast_to(lo, frozen.shape)).astype(np.float32)
+        hi_u = np.where(frozen, xi, np.broadcast_to(hi, frozen.shape)).astype(np.float32)
+        cells = np.asarray(bound(params, lo_u, hi_u, spec[order[:k]]).upper)   # [16, 2]
+        ao_cells = np.maximum(cells.max(1), ball[order[k]])
+        want = (ball.max() - ao_cells)[cell]
+        np.testing.assert_allclose(got[i], want, rtol=1e-4, atol=1e-5)

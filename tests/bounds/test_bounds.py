@@ -747,12 +747,16 @@ def test_sound_float_tables_name_only_rules_and_cover_smooth_nets():
 
 def test_crown_intermediate_rows_in_chunks_equal_one_pass(monkeypatch):
     """Full CROWN bounds a large layer's elements chunk by chunk (``lax.map`` over rows, memory
-    bounded by ``ROW_BUDGET``): the same bounds as one pass over every row."""
+    bounded by ``ROW_BUDGET``): the same bounds as one pass over every row. So does the final
+    pass of a spec of many rows (EVA's every rival), in every method of CROWN's family."""
     from xjax.bounds import _crown
     model_fn, params = _random_net(3, 2, 4, "relu", conv=True, pool="avg")
     x = jax.random.uniform(jax.random.key(5), (2, 8, 8, 2))
     lo, hi = x - 0.05, x + 0.05
     whole = B.bounds(model_fn, method="crown")(params, lo, hi)
+    k = whole.lower.shape[-1]
+    spec = jax.random.normal(jax.random.key(8), (20, k))
+    whole_spec = B.bounds(model_fn, method="crown_ibp")(params, lo, hi, spec)
     monkeypatch.setattr(_crown, "ROW_BUDGET", 2 * 2 * 8 * 8 * 4 * 7)   # 7 rows per chunk
     from xjax.bounds._ibp import trace
     tape = trace(model_fn, params, lo, hi)[0]
@@ -764,6 +768,10 @@ def test_crown_intermediate_rows_in_chunks_equal_one_pass(monkeypatch):
     np.testing.assert_allclose(chunked.lower, whole.lower, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(chunked.upper, whole.upper, rtol=1e-5, atol=1e-5)
     _assert_sound(model_fn, params, lo, hi, chunked, jax.random.key(6))
+    spec_chunked = jax.jit(B.bounds(model_fn, method="crown_ibp"))(params, lo, hi, spec)
+    assert spec_chunked.lower.shape == (2, 20)                      # 20 rows: chunks of 7
+    np.testing.assert_allclose(spec_chunked.lower, whole_spec.lower, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(spec_chunked.upper, whole_spec.upper, rtol=1e-5, atol=1e-5)
 
 
 def test_zoo_resnet18_crown_end_to_end():

@@ -49,7 +49,10 @@ def eva(model_fn: ModelFn, *, epsilon: float = 0.05, grid_size: int = 7, bound: 
     bound on B, which is sound on :math:`B_u \subset B`. So the overlap of B is exact (every
     rival), the overlap of :math:`B_u` is exact whenever no left-out rival's bound on B exceeds
     it, and otherwise an upper bound, which can only lower that cell's score. With k >= K - 1
-    (or None) every box gets every rival.
+    (or None) every box gets every rival. With ``bound="crown"`` the ball is bounded against all
+    its rivals at once (one spec of K - 1 rows: full CROWN's intermediate bounds, its costly
+    part, once per image instead of once per row of k rivals; the ball and the cells are then
+    two compiled bounds).
 
     ``empirical=True`` is the paper's scaling variant, **not certified**: ``nb_samples`` points
     drawn uniformly in each box are pushed through ``features_fn`` and their coordinatewise
@@ -157,6 +160,9 @@ def eva(model_fn: ModelFn, *, epsilon: float = 0.05, grid_size: int = 7, bound: 
         ids = jnp.arange(others)[None] + (jnp.arange(others)[None] >= y[:, None]).astype(jnp.int32)
         ids = jnp.concatenate([ids, jnp.repeat(y[:, None], p * s - others, 1)], 1)   # [N, p s]
         n_ball, n_cell = n * p, n * g2
+        # full CROWN's cost is its intermediate bounds, the same for every rival of a box: the
+        # ball is bounded once against all its rivals rather than once per row of s rivals
+        whole_ball = bound == "crown" and not empirical and p > 1
         keys = jnp.concatenate([jax.random.split(k1, n_ball), jax.random.split(k2, n_cell)])
         ball_rivals = ids.reshape(n_ball, s)
 
@@ -182,6 +188,11 @@ def eva(model_fn: ModelFn, *, epsilon: float = 0.05, grid_size: int = 7, bound: 
         if p == 1:                       # nothing to choose: every row in one chunked call
             m = bound_rows(*rows_of(jnp.arange(n_ball + n_cell), ids))
             m_ball, m_cells = m[:n_ball], m[n_ball:]
+        elif whole_ball:                 # full CROWN: every rival of the ball in one bound
+            none = jnp.zeros((n, h, w), jnp.float32)
+            m_ball = bound_rows(x, none, y, jax.nn.one_hot(ids, n_cls, dtype=jnp.float32),
+                                keys[:n]).reshape(n_ball, s)
+            m_cells = bound_rows(*rows_of(n_ball + jnp.arange(n_cell), choose(m_ball)[0]))
         elif batch_size is None:         # everything at once: one call per pass
             m_ball = bound_rows(*rows_of(jnp.arange(n_ball), ids[:, :s]))   # (no cell rows)
             m_cells = bound_rows(*rows_of(n_ball + jnp.arange(n_cell), choose(m_ball)[0]))

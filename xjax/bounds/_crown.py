@@ -17,7 +17,8 @@ from xjax.bounds._ibp import interval
 from xjax.bounds._interval import Node, Tape, concretize, is_node, mul0, sum_tail
 from xjax.bounds._relax import RELAXATIONS
 
-__all__ = ["AFFINE", "ROW_BUDGET", "backward", "identity_spec", "relaxed", "tighten"]
+__all__ = ["AFFINE", "ROW_BUDGET", "backward", "identity_spec", "relaxed", "spec_bounds",
+           "tighten"]
 
 _F32 = jnp.float32
 
@@ -220,6 +221,25 @@ def _elementwise_bounds(tape, node, bounds_of, x_node, lower, upper, copies=1, e
     lo, hi = jax.lax.map(rows, jnp.arange(n_chunks))              # [n_chunks, B, chunk] each
     flat = lambda v: jnp.transpose(v, (1, 0, 2)).reshape(b, n_chunks * chunk)[:, :n]
     return flat(lo).reshape(node.shape), flat(hi).reshape(node.shape)
+
+
+def spec_bounds(tape, node, lam, bounds_of, x_node, lower, upper, copies=1, errs=None):
+    """:func:`two_sided` of every row of ``lam: [S, B, ...]``, in chunks of rows (one compiled
+    backward pass, iterated by ``lax.map``) when all S rows at once would pass
+    :data:`ROW_BUDGET`: a spec of many rows (EVA's every rival of a 1000-class model) costs the
+    memory of a chunk."""
+    s = lam.shape[0]
+    chunk = _rows_per_chunk(tape, node, s, copies)
+    if chunk >= s:
+        return two_sided(tape, node, lam, bounds_of, x_node, lower, upper, errs=errs)
+    n_chunks = -(-s // chunk)
+    padded = jnp.concatenate([lam, jnp.zeros((n_chunks * chunk - s,) + lam.shape[1:],
+                                             lam.dtype)])
+    lo, hi = jax.lax.map(
+        lambda rows: two_sided(tape, node, rows, bounds_of, x_node, lower, upper, errs=errs),
+        padded.reshape((n_chunks, chunk) + lam.shape[1:]))              # [n_chunks, B, chunk]
+    flat = lambda v: jnp.transpose(v, (1, 0, 2)).reshape(v.shape[1], n_chunks * chunk)[:, :s]
+    return flat(lo), flat(hi)
 
 
 def _narrow_outward(lo, hi, dtype):

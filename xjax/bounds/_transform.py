@@ -15,7 +15,7 @@ from jaxtyping import Array, Float
 
 from xjax._internal.validate import check_float, check_positive_int
 from xjax.bounds import _alpha
-from xjax.bounds._crown import identity_spec, tighten, two_sided
+from xjax.bounds._crown import identity_spec, spec_bounds, tighten
 from xjax.bounds._ibp import IBP_RULES, trace
 from xjax.bounds._interval import Interval, concretize
 from xjax.bounds._lipschitz import lipschitz_bounds
@@ -180,7 +180,7 @@ def bounds(model_fn: Callable, *, method: str = "crown", alpha_steps: int = 20,
             ibp_lo, ibp_hi = (o_lo, o_hi) if c is None else _contract(c, o_lo, o_hi)
 
         lam = identity_spec(out.shape) if c is None else jnp.transpose(c, (1, 0, 2))
-        lo, hi = two_sided(tape, out, lam, bounds_of, x_node, lower, upper, errs=errs)
+        lo, hi = spec_bounds(tape, out, lam, bounds_of, x_node, lower, upper, copies, errs)
         if method == "alpha_crown":
             lo, hi = _alpha.optimize(tape, out, lam, bounds_of, x_node, lower, upper, lo, hi,
                                      alpha_steps, alpha_learning_rate, errs)
