@@ -237,6 +237,26 @@ def render() -> str:
                        f"{_fmt(r['compile_s'])} | {_fmt(r['s_per_image'])} | "
                        f"{_fmt(r['temp_bytes'] / 2 ** 20)} |")
         out.append("")
+    rivals = os.path.join(ROOT, "benchmarks", "results", "eva_rivals_cpu.json")
+    if os.path.exists(rivals):
+        with open(rivals) as f:
+            rows = json.load(f)["rows"]
+        first = rows[0]["map"]
+        out += ["Certified EVA with full CROWN on a 1000-class ReLU MLP (16x16x3, two images, "
+                "4x4 grid, `top_k_rivals=9`: 111 rows of rivals on the ball), by xjax commit "
+                f"(file `benchmarks/results/eva_rivals_cpu.json`, from "
+                f"`{rows[-1]['provenance']['command']}` on {rows[-1]['provenance']['date'][:10]}, "
+                f"{rows[-1]['provenance']['machine']}; each row's `xjax_commit` the code "
+                "measured):", "",
+                "| xjax commit | compile s | s per image | largest map difference from the first |",
+                "|---|---|---|---|"]
+        for r in rows:
+            diff = max(abs(a - b) for ra, rb in zip(r["map"], first, strict=True)
+                       for ca, cb in zip(ra, rb, strict=True)
+                       for a, b in zip(ca, cb, strict=True))
+            out.append(f"| `{r['xjax_commit']}` | {_fmt(r['compile_s'])} | "
+                       f"{_fmt(r['s_per_image'])} | {diff:.1g} |")
+        out.append("")
     out.append(END)
     return "\n".join(out)
 
