@@ -200,9 +200,21 @@ def _rows_per_chunk(tape, node, n_rows, copies: int = 1) -> int:
     return int(max(1, min(n_rows, ROW_BUDGET // (2 * widest * copies))))
 
 
+def _rows_in_chunks(tape, node, rows_of, n, chunk, bounds_of, x_node, lower, upper, errs):
+    """:func:`two_sided` over ``n`` spec rows made ``chunk`` at a time by ``rows_of(j) ->
+    [chunk, B, ...]`` (one compiled backward pass, iterated by ``lax.map``): ``[B, n]`` each."""
+    n_chunks = -(-n // chunk)
+    lo, hi = jax.lax.map(lambda j: two_sided(tape, node, rows_of(j), bounds_of, x_node, lower,
+                                             upper, errs=errs),
+                         jnp.arange(n_chunks))                   # [n_chunks, B, chunk] each
+    b = lo.shape[1]
+    flat = lambda v: jnp.transpose(v, (1, 0, 2)).reshape(b, n_chunks * chunk)[:, :n]
+    return flat(lo), flat(hi)
+
+
 def _elementwise_bounds(tape, node, bounds_of, x_node, lower, upper, copies=1, errs=None):
     """``(lower, upper)`` of every element of ``node``: one spec row per element, in chunks of
-    rows (one compiled backward pass, iterated by ``lax.map``) so that memory stays bounded."""
+    rows so that memory stays bounded."""
     b, rest = node.shape[0], node.shape[1:]
     n = int(np.prod(rest)) if rest else 1
     chunk = _rows_per_chunk(tape, node, n, copies)
@@ -210,36 +222,28 @@ def _elementwise_bounds(tape, node, bounds_of, x_node, lower, upper, copies=1, e
         lo, hi = two_sided(tape, node, identity_spec(node.shape), bounds_of, x_node, lower, upper,
                            errs=errs)
         return lo.reshape(node.shape), hi.reshape(node.shape)
-    n_chunks = -(-n // chunk)
 
     def rows(j):
-        idx = j * chunk + jnp.arange(chunk)
-        eye = jax.nn.one_hot(idx, n, dtype=_F32)                     # rows past n are zero
-        lam = jnp.broadcast_to(eye.reshape((chunk, 1) + tuple(rest)), (chunk, b) + tuple(rest))
-        return two_sided(tape, node, lam, bounds_of, x_node, lower, upper, errs=errs)
+        eye = jax.nn.one_hot(j * chunk + jnp.arange(chunk), n, dtype=_F32)   # past n: zero
+        return jnp.broadcast_to(eye.reshape((chunk, 1) + tuple(rest)), (chunk, b) + tuple(rest))
 
-    lo, hi = jax.lax.map(rows, jnp.arange(n_chunks))              # [n_chunks, B, chunk] each
-    flat = lambda v: jnp.transpose(v, (1, 0, 2)).reshape(b, n_chunks * chunk)[:, :n]
-    return flat(lo).reshape(node.shape), flat(hi).reshape(node.shape)
+    lo, hi = _rows_in_chunks(tape, node, rows, n, chunk, bounds_of, x_node, lower, upper, errs)
+    return lo.reshape(node.shape), hi.reshape(node.shape)
 
 
 def spec_bounds(tape, node, lam, bounds_of, x_node, lower, upper, copies=1, errs=None):
-    """:func:`two_sided` of every row of ``lam: [S, B, ...]``, in chunks of rows (one compiled
-    backward pass, iterated by ``lax.map``) when all S rows at once would pass
-    :data:`ROW_BUDGET`: a spec of many rows (EVA's every rival of a 1000-class model) costs the
-    memory of a chunk."""
+    """:func:`two_sided` of every row of ``lam: [S, B, ...]``, in chunks of rows when all S
+    rows at once would pass :data:`ROW_BUDGET`: a spec of many rows (EVA's every rival of a
+    1000-class model) costs the memory of a chunk."""
     s = lam.shape[0]
     chunk = _rows_per_chunk(tape, node, s, copies)
     if chunk >= s:
         return two_sided(tape, node, lam, bounds_of, x_node, lower, upper, errs=errs)
-    n_chunks = -(-s // chunk)
-    padded = jnp.concatenate([lam, jnp.zeros((n_chunks * chunk - s,) + lam.shape[1:],
+    padded = jnp.concatenate([lam, jnp.zeros((-(-s // chunk) * chunk - s,) + lam.shape[1:],
                                              lam.dtype)])
-    lo, hi = jax.lax.map(
-        lambda rows: two_sided(tape, node, rows, bounds_of, x_node, lower, upper, errs=errs),
-        padded.reshape((n_chunks, chunk) + lam.shape[1:]))              # [n_chunks, B, chunk]
-    flat = lambda v: jnp.transpose(v, (1, 0, 2)).reshape(v.shape[1], n_chunks * chunk)[:, :s]
-    return flat(lo), flat(hi)
+    return _rows_in_chunks(tape, node,
+                           lambda j: jax.lax.dynamic_slice_in_dim(padded, j * chunk, chunk),
+                           s, chunk, bounds_of, x_node, lower, upper, errs)
 
 
 def _narrow_outward(lo, hi, dtype):

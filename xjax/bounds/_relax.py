@@ -200,7 +200,6 @@ _M_GELU_TANH = _root(lambda x: 1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * 
                      -2.0, 0.0)
 
 
-
 def _gelu_rounding(eps, x_mag, out_mag):
     """``sound_float``'s bound for either GELU as ``jax.nn.gelu`` evaluates it in floats, times
     two (the model's evaluation and the bound's own). Erf form, ``(0.5 x) erfc(-x c)``: the
