@@ -629,6 +629,36 @@ def test_full_crown_skips_passes_that_cannot_tighten(monkeypatch):
         (B.ibp(model_fn)(p, lo, hi).upper - B.ibp(model_fn)(p, lo, hi).lower).sum())
 
 
+def test_sound_float_softmax_output_needs_no_pass_of_its_own(monkeypatch):
+    """Under sound_float the rebuilt softmax ends in ``float_softmax`` (the identity padded by the
+    model's rounding): an attention-like product reading it gets its bounds propagated forward
+    from the tightened reciprocal, not a backward pass of its own, with the same bounds."""
+    from xjax.bounds import _crown
+
+    rng = np.random.default_rng(6)
+    p = [jnp.asarray(rng.normal(size=s) / np.sqrt(s[0]), jnp.float32)
+         for s in ((6, 5), (6, 5), (5, 3))]
+    model_fn = lambda p, z: (jax.nn.softmax(z @ p[0], axis=-1) * (z @ p[1])) @ p[2]
+    x = jax.random.normal(jax.random.key(1), (1, 6))
+    lo, hi = x - 0.05, x + 0.05
+    passed = []
+    real = _crown._elementwise_bounds
+
+    def counted(*a):
+        passed.append(a[0].producer[a[1].index].prim.name)
+        return real(*a)
+
+    monkeypatch.setattr(_crown, "_elementwise_bounds", counted)
+    skipped = B.bounds(model_fn, method="crown", sound_float=True)(p, lo, hi)
+    seen = list(passed)
+    monkeypatch.setattr(_crown, "_exact_chain", lambda *a: None)
+    every = B.bounds(model_fn, method="crown", sound_float=True)(p, lo, hi)
+    assert "float_softmax" not in seen and "float_softmax" in passed[len(seen):], passed
+    np.testing.assert_allclose(skipped.lower, every.lower, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(skipped.upper, every.upper, rtol=1e-5, atol=1e-5)
+    _assert_sound(model_fn, p, lo, hi, skipped, jax.random.key(2))
+
+
 def test_trace_drops_equations_the_output_does_not_read():
     """A value computed and never used (here a tanh beside the returned exp) is pruned from the
     tape, so CROWN does not bound its inputs."""

@@ -267,7 +267,8 @@ def _narrow_outward(lo, hi, dtype):
 # same bounds, so it cannot be tighter than the operand's bounds propagated forward
 FORWARD_EXACT = frozenset({
     "add", "sub", "neg", "mul", "div", "max", "min", "reshape", "broadcast_in_dim", "transpose",
-    "squeeze", "copy", "slice", "rev", "exp", "log", "tanh", "logistic", "erf", "sqrt", "rsqrt"})
+    "squeeze", "copy", "slice", "rev", "exp", "log", "tanh", "logistic", "erf", "sqrt", "rsqrt",
+    "float_softmax"})      # the identity plus a constant rounding pad, both ways the same
 
 
 def _exact_chain(tape, node, tightened: set) -> list | None:
