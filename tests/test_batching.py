@@ -10,7 +10,7 @@ from jax import lax
 
 import xjax
 from tests.helpers import conv_model, conv_params, images
-from xjax._internal.batching import add_rows, item_layout, progress, scan_items
+from xjax._internal.batching import add_items, add_rows, item_layout, per_input, progress, scan_items
 from xjax._internal.canonical import canonical_convs
 
 
@@ -27,8 +27,8 @@ class Counter:
 
 def test_progress_counts_every_block_of_a_jitted_explainer():
     params, x, y = conv_params(), images(3), jnp.array([0, 1, 2], jnp.int32)
-    # sobol, Jansen design: 8 x (d + 2) = 48 rows per input (d = 2 x 2 cells); blocks of 5 rows
-    # hold one input each, whose 48 rows take ceil(48 / 5) = 10 blocks: 3 x 10 = 30 blocks
+    # sobol, Jansen design: 8 x (d + 2) = 48 rows per input (d = 2 x 2 cells); blocks of 5
+    # consecutive rows span inputs: 3 x 48 = 144 rows take ceil(144 / 5) = 29 blocks
     e = xjax.attributions.sobol(conv_model, grid_size=2, nb_design=8, batch_size=5)
     f = jax.jit(lambda p, a, b: e(p, a, b))
     plain = f(params, x, y)                     # traced outside: reports nothing
@@ -37,14 +37,14 @@ def test_progress_counts_every_block_of_a_jitted_explainer():
     with progress(sink):
         reported = g(params, x, y)
         jax.effects_barrier()
-    assert sink.planned_blocks == 30 and sink.done_blocks == 30
+    assert sink.planned_blocks == 29 and sink.done_blocks == 29
     np.testing.assert_array_equal(reported, plain)   # reporting does not change the result
     g(params, x, y)                               # compiled once; still reports outside
     jax.effects_barrier()
-    assert sink.done_blocks == 60 and sink.planned_blocks == 30
+    assert sink.done_blocks == 58 and sink.planned_blocks == 29
     f(params, x, y)
     jax.effects_barrier()
-    assert sink.done_blocks == 60
+    assert sink.done_blocks == 58
 
 
 def test_counting_progress_adds_nothing_to_the_program():
@@ -61,7 +61,7 @@ def test_counting_progress_adds_nothing_to_the_program():
         counted = program()
     with progress(reporting):
         reported = program()
-    assert counting.planned_blocks == reporting.planned_blocks == 30   # as in the test above
+    assert counting.planned_blocks == reporting.planned_blocks == 29   # as in the test above
     assert counted == plain and "callback" not in counted
     assert "callback" in reported and counting.done_blocks == 0
 
@@ -114,6 +114,65 @@ def test_scan_items_visits_every_item_once():
     acc = jax.jit(lambda a: scan_items(step, a, n, s, b))(jnp.zeros((rows, s)))
     np.testing.assert_array_equal(acc[:n], np.ones((n, s)))
     np.testing.assert_array_equal(acc[n:], 0.0)
+
+
+@pytest.mark.parametrize("offsets,span", [([0, 0, 0, 1, 1, 2], 3), ([0, 1, 2, 3], 4),
+                                          ([1, 1, 1], 2)])
+def test_per_input_sums_items_per_input_and_keeps_nan_in_its_row(offsets, span):
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(len(offsets), 2, 3)).astype(np.float32)
+    values[0, 1, 2] = np.nan                       # one item's NaN, at one pixel
+    want = np.zeros((span, 2, 3), np.float64)
+    for i, k in enumerate(offsets):                # float64 loop, NaN spreads only in its row
+        want[k] += values[i]
+    got = np.asarray(jax.jit(per_input, static_argnums=2)(jnp.asarray(offsets, jnp.int32),
+                                                          jnp.asarray(values), span))
+    np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
+    assert np.isnan(got).sum() == 1
+    acc = add_items(jnp.ones((span + 3, 2, 3)), jnp.int32(2), jnp.asarray(offsets, jnp.int32),
+                    jnp.asarray(values), span)
+    np.testing.assert_allclose(np.asarray(acc)[2:2 + span], want + 1, rtol=1e-6, equal_nan=True)
+    np.testing.assert_array_equal(np.asarray(acc)[:2], 1.0)
+
+
+def test_perturbation_blocks_span_inputs_and_run_at_the_full_batch():
+    """3 images x 10 RISE masks at batch_size=8: 30 items in ceil(30 / 8) = 4 model calls of 8
+    images (blocks cut across images), the same map as one unblocked call."""
+    calls = []
+
+    def model(p, x):
+        calls.append(x.shape[0])                     # at trace time: rows per model call
+        return conv_model(p, x)
+
+    params, x, y = conv_params(), images(3), jnp.array([0, 1, 2], jnp.int32)
+    sink = Counter()
+    e = xjax.attributions.rise(model, nb_samples=10, grid_size=2, batch_size=8)
+    with progress(sink, report=False):
+        blocked = jax.jit(lambda p, a, b: e(p, a, b, key=jax.random.key(3)))(params, x, y)
+    assert sink.planned_blocks == 4 and calls[-1] == 8
+    whole = xjax.attributions.rise(model, nb_samples=10, grid_size=2, batch_size=None)(
+        params, x, y, key=jax.random.key(3))
+    assert calls[-1] == 30
+    np.testing.assert_allclose(np.asarray(blocked), np.asarray(whole), rtol=1e-5, atol=1e-6)
+
+
+def test_a_nan_score_stays_in_its_own_row_of_the_score_table():
+    """Blocks of 4 items span inputs (3 inputs x 5 perturbations); the model's score is NaN on
+    input 1 only (a finite image), and inputs 0 and 2 keep their exact scores."""
+    from xjax.attributions._common import score_table
+
+    def model(p, z):
+        total = z.sum(axis=(1, 2, 3))
+        return jnp.where(z[:, 0, 0, 0] > 0.5, jnp.nan, total)[:, None] * p
+
+    x = jnp.full((3, 2, 2, 1), 0.1, jnp.float32).at[1, 0, 0, 0].set(0.9)
+    y = jnp.zeros(3, jnp.int32)
+    table = score_table(model, lambda logits, _: logits[:, 0], jnp.float32(1.0), x, y, 5,
+                        lambda p: p.astype(jnp.float32), lambda xi, a: xi * (1.0 + a),
+                        batch_size=4)
+    want = 0.4 * (1.0 + np.arange(5.0))             # 4 pixels of 0.1, scaled by 1 + p
+    np.testing.assert_allclose(np.asarray(table)[[0, 2]], [want, want], rtol=1e-6)
+    assert np.isnan(np.asarray(table)[1]).all()
 
 
 def test_gradient_blocks_spanning_inputs_keep_each_input_to_itself():

@@ -4,14 +4,10 @@ Explainers evaluate the model on ``N x P`` items (N inputs, P perturbed copies o
 each), in blocks run by one ``lax.scan``: each block builds its own images from indices (so no
 ``[N, P, H, W, C]`` tensor is ever materialized), calls the model once, reduces over its items
 and adds the result to the block's rows of per-input accumulators. Memory is bounded by
-``batch_size`` images plus the accumulators, whatever N and P. Two layouts:
-
-* :func:`scan_blocks`: rectangles of ``n_c`` inputs x ``s_c`` perturbations with
-  ``n_c s_c <= batch_size``, for perturbation methods (a perturbation, a mask say, is built once
-  per block and shared by the block's inputs);
-* :func:`scan_items`: runs of consecutive items of the flattened ``N x P`` list, spanning inputs,
-  so that every call runs at nearly the full ``batch_size`` (gradient methods, whose samples are
-  cheap to build per item).
+``batch_size`` images plus the accumulators, whatever N and P. A block is a run of consecutive
+items of the flattened ``N x P`` list (:func:`scan_items`); blocks span inputs, so every call
+runs at nearly the full ``batch_size`` whatever P is, and :func:`add_items` adds a block's
+per-item values to the rows of the inputs they belong to.
 
 Every block body goes through :func:`~xjax._internal.canonical.canonical_convs`, without which
 XLA:CPU runs the backward pass of a conv net inside a loop about 2-3x slower than outside one.
@@ -122,40 +118,6 @@ def scan_chunks(body: Callable[[Any, jax.Array], tuple[Any, Any]], carry: Any, c
     return jax.lax.scan(_reporting(canonical_convs(body), chunks), carry, jnp.arange(chunks))
 
 
-def block_layout(n_total: int, s_total: int, batch_size: int | None) -> tuple[int, int]:
-    """Block sizes ``(n_c, s_c)`` with ``n_c * s_c <= batch_size``: whole inputs (all their
-    samples) per block when the samples fit, else one input and an even share of its samples."""
-    b = n_total * s_total if batch_size is None else batch_size
-    if s_total <= b:
-        return max(1, min(n_total, b // s_total)), s_total
-    s_blocks = -(-s_total // b)
-    return 1, -(-s_total // s_blocks)
-
-
-def scan_blocks(step: Callable, carry: Any, n_total: int, s_total: int,
-                batch_size: int | None) -> Any:
-    """Fold ``step(carry, n0, s, valid) -> carry`` over blocks of ``n_c`` consecutive inputs
-    (starting at ``n0``) times ``s_c`` samples (indices ``s: i32[s_c]``, ``valid: bool[s_c]``
-    marks real samples; padding repeats the last one), as one ``lax.scan``.
-
-    Accumulators in ``carry`` indexed by input must have ``n_blocks * n_c`` rows (see
-    :func:`padded_rows`) and be updated with ``dynamic_update_slice`` at ``n0``: contiguous
-    blocks need no scatter, which is slow on XLA:CPU.
-    """
-    n_c, s_c = block_layout(n_total, s_total, batch_size)
-    n_blocks, s_blocks = -(-n_total // n_c), -(-s_total // s_c)
-    nb = jnp.repeat(jnp.arange(n_blocks, dtype=jnp.int32) * n_c, s_blocks)
-    sb = jnp.tile(jnp.arange(s_blocks, dtype=jnp.int32), n_blocks)
-    s = sb[:, None] * s_c + jnp.arange(s_c, dtype=jnp.int32)[None, :]
-    valid = s < s_total
-    s = jnp.minimum(s, s_total - 1)
-    if n_blocks * s_blocks == 1:
-        return _reporting(step, 1)(carry, nb[0], s[0], valid[0])
-    step = _reporting(canonical_convs(step), n_blocks * s_blocks)
-    carry, _ = jax.lax.scan(lambda c, xs: (step(c, *xs), None), carry, (nb, s, valid))
-    return carry
-
-
 def item_layout(n_total: int, s_total: int, batch_size: int | None) -> tuple[int, int, int, int]:
     """Blocks of consecutive items of the ``N x S`` item list (input-major), for
     :func:`scan_items`: ``(block, blocks, span, rows)``.
@@ -203,20 +165,6 @@ def scan_items(step: Callable, carry: Any, n_total: int, s_total: int,
     return carry
 
 
-def padded_rows(n_total: int, s_total: int, batch_size: int | None) -> int:
-    """Rows of a per-input accumulator for :func:`scan_blocks` (a multiple of ``n_c``)."""
-    n_c, _ = block_layout(n_total, s_total, batch_size)
-    return -(-n_total // n_c) * n_c
-
-
-def pad_rows(tree: Any, rows: int) -> Any:
-    """Pad every leaf's leading axis to ``rows`` by repeating its last row."""
-    def pad(a):
-        extra = rows - a.shape[0]
-        return a if extra == 0 else jnp.concatenate([a, jnp.repeat(a[-1:], extra, axis=0)])
-    return jax.tree.map(pad, tree)
-
-
 def slice_rows(tree: Any, start: jax.Array, size: int) -> Any:
     return jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, size, axis=0), tree)
 
@@ -225,6 +173,26 @@ def add_rows(acc: jax.Array, start: jax.Array, update: jax.Array) -> jax.Array:
     """``acc[start:start + len(update)] += update`` with dynamic slices (no scatter)."""
     cur = jax.lax.dynamic_slice_in_dim(acc, start, update.shape[0], axis=0)
     return jax.lax.dynamic_update_slice_in_dim(acc, cur + update, start, axis=0)
+
+
+def per_input(offsets: jax.Array, values: jax.Array, span: int) -> jax.Array:
+    """``out[k] = sum of values[i] over the items with offsets[i] == k``, for ``k < span``:
+    a block's per-item values summed per input (``offsets = n - first``). Each row is a masked
+    sum over the block's items, not a scatter (slow on XLA:CPU) nor a one-hot product (which
+    would spread one item's NaN to every row): a non-finite value stays in its own input's row.
+    Padding items must carry zeros."""
+    if offsets.shape[0] == span:          # one item per input (P = 1): the items are the rows
+        return values
+    sel = offsets[None, :] == jnp.arange(span, dtype=offsets.dtype)[:, None]       # [span, B]
+    sel = sel.reshape(sel.shape + (1,) * (values.ndim - 1))
+    return jnp.where(sel, values[None], jnp.zeros((), values.dtype)).sum(axis=1)
+
+
+def add_items(acc: jax.Array, first: jax.Array, offsets: jax.Array, values: jax.Array,
+              span: int) -> jax.Array:
+    """``acc[first + offsets[i]] += values[i]`` for a block's items (:func:`per_input`, then
+    :func:`add_rows` on ``span`` rows)."""
+    return add_rows(acc, first, per_input(offsets, values, span))
 
 
 def take(tree: Any, index: jax.Array) -> Any:

@@ -1,5 +1,5 @@
 """Machinery shared by explainers: eager validation, channel reduction, the gradient and
-perturbation engines (chunked by ``batch_size`` over inputs and samples together)."""
+perturbation engines (blocks of ``batch_size`` items spanning inputs and samples)."""
 
 import functools
 from collections.abc import Callable
@@ -9,17 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from xjax._internal.batching import (
-    add_rows,
-    block_layout,
-    item_layout,
-    pad_rows,
-    padded_rows,
-    scan_blocks,
-    scan_items,
-    slice_rows,
-    take,
-)
+from xjax._internal.batching import add_items, add_rows, item_layout, scan_items, take
 from xjax._internal.validate import check_images, check_positive_int, default_floats
 
 REDUCTIONS = ("max", "mean", "sum", None)
@@ -135,10 +125,6 @@ def reduce_channels(maps: Float[Array, "N H W C"], reduction: str | None):
     return maps
 
 
-def _repeat_rows(tree, times: int):
-    return jax.tree.map(lambda a: jnp.repeat(a, times, axis=0), tree)
-
-
 def _no_sample(s):
     return s
 
@@ -152,7 +138,8 @@ def gradient_moments(model_fn, score_fn, params, x: Float[Array, "N H W C"], y,
     ``g = d score(model(z), y[n]) / dz``; returns ``m1[n] = sum_s w_s g`` and, if ``second``,
     ``m2[n] = sum_s w_s g^2``. The ``N x S`` items run in blocks of nearly ``batch_size`` that
     span inputs (:func:`~xjax._internal.batching.scan_items`); each block's weighted gradients
-    are summed per input by a ``segment_sum`` (so a non-finite gradient stays in its own row).
+    are summed per input by :func:`~xjax._internal.batching.add_items` (a non-finite gradient
+    stays in its own row).
     """
     n, nb = x.shape[0], weights.shape[0]
     _, _, span, rows = item_layout(n, nb, batch_size)
@@ -167,9 +154,7 @@ def gradient_moments(model_fn, score_fn, params, x: Float[Array, "N H W C"], y,
         mask = valid.reshape(w.shape)                  # padding items add nothing, not even NaN
 
         def add(acc_, v):
-            per_input = jax.ops.segment_sum(jnp.where(mask, w * v, 0.0), idx - first,
-                                            num_segments=span, indices_are_sorted=True)
-            return add_rows(acc_, first, per_input)
+            return add_items(acc_, first, idx - first, jnp.where(mask, w * v, 0.0), span)
 
         out = (add(carry[0], g),)
         if second:
@@ -180,34 +165,40 @@ def gradient_moments(model_fn, score_fn, params, x: Float[Array, "N H W C"], y,
     return tuple(a[:n] for a in out)
 
 
+def accumulator_rows(n: int, nb: int, batch_size) -> tuple[int, int]:
+    """``(span, rows)`` of :func:`perturbation_accumulate`'s blocks for ``n`` inputs x ``nb``
+    perturbations: a block touches at most ``span`` consecutive inputs, and accumulators indexed
+    by input need ``rows >= n`` rows (the caller slices the first ``n``)."""
+    _, _, span, rows = item_layout(n, nb, batch_size)
+    return span, rows
+
+
 def perturbation_accumulate(model_fn, score_fn, params, x, y, nb: int, sample: Callable,
                             apply: Callable, contribution: Callable, init, *, batch_size):
     """Fold model scores of ``nb`` perturbed copies per input into accumulators.
 
-    Perturbation ``p`` is ``aux = sample(p)`` (a mask, a coalition: computed once per block and
-    shared by the block's inputs) applied as ``z = apply(x[n], aux)``. Blocks of ``n_c`` inputs
-    x ``s_c`` perturbations give ``scores: f32[n_c, s_c]``, then
-    ``carry = contribution(carry, n0, p: i32[s_c], scores, aux: [s_c, ...], valid: bool[s_c])``
-    where ``n0`` is the block's first input. Accumulators indexed by input need
-    ``padded_rows(N, nb, batch_size)`` rows; the caller slices the first N. ``x`` is the images
-    or any pytree with leading axis N (images with their segmentations, say). No more than
-    ``batch_size`` images meet the model at once.
+    Item ``(n, p)`` is perturbation ``p`` (``aux = sample(p)``: a mask, a coalition) of input
+    ``n``: ``z = apply(x[n], aux)``. The ``N x nb`` items run in blocks of nearly
+    ``batch_size`` consecutive items that span inputs
+    (:func:`~xjax._internal.batching.scan_items`), so every model call runs at nearly the full
+    batch whatever ``nb`` is. Each block gives ``scores: f32[B]``, then
+    ``carry = contribution(carry, first, n: i32[B], p: i32[B], scores, aux: [B, ...],
+    valid: bool[B])``: ``first`` is the block's first input, ``n - first`` lies in
+    ``[0, span)`` and :func:`~xjax._internal.batching.add_items` adds per-item values to the
+    inputs' rows (padding items, ``valid`` false, repeat the last item and must add nothing).
+    Accumulators indexed by input need ``rows`` rows (:func:`accumulator_rows`). ``x`` is the
+    images or any pytree with leading axis N (images with their segmentations, say). No more
+    than ``batch_size`` images meet the model at once.
     """
-    n = jax.tree.leaves(x)[0].shape[0]
-    n_c, s_c = block_layout(n, nb, batch_size)
-    rows = padded_rows(n, nb, batch_size)
-    xp, yp = pad_rows(x, rows), pad_rows(y, rows)
-    per_input = jax.vmap(jax.vmap(apply, in_axes=(None, 0)), in_axes=(0, None))
+    n_total = jax.tree.leaves(x)[0].shape[0]
 
-    def step(carry, n0, p, valid):
+    def step(carry, first, n, p, valid):
         aux = jax.vmap(sample)(p)
-        z = per_input(slice_rows(xp, n0, n_c), aux)
-        flat = z.reshape((n_c * s_c,) + z.shape[2:])
-        yb = _repeat_rows(slice_rows(yp, n0, n_c), s_c)
-        s = score_fn(model_fn(params, flat), yb).astype(jnp.float32).reshape(n_c, s_c)
-        return contribution(carry, n0, p, s, aux, valid)
+        z = jax.vmap(apply)(take(x, n), aux)
+        s = score_fn(model_fn(params, z), take(y, n)).astype(jnp.float32)
+        return contribution(carry, first, n, p, s, aux, valid)
 
-    return scan_blocks(step, init, n, nb, batch_size)
+    return scan_items(step, init, n_total, nb, batch_size)
 
 
 def score_table(model_fn, score_fn, params, x, y, nb: int, sample: Callable, apply: Callable, *,
@@ -215,24 +206,27 @@ def score_table(model_fn, score_fn, params, x, y, nb: int, sample: Callable, app
     """``f32[N, nb]``: the score of every input under each of ``nb`` perturbations
     (``apply(x[n], sample(p))``), through :func:`perturbation_accumulate`."""
     n = jax.tree.leaves(x)[0].shape[0]
+    span, rows = accumulator_rows(n, nb, batch_size)
 
-    def contribution(acc, n0, p, s, aux, valid):
-        block = jnp.zeros((s.shape[0], nb), jnp.float32).at[:, p].add(
-            jnp.where(valid[None, :], s, 0.0))          # a small [n_c, nb] scatter
-        return add_rows(acc, n0, block)
+    def contribution(acc, first, idx, p, s, aux, valid):
+        block = jnp.zeros((span, nb), jnp.float32).at[idx - first, p].add(
+            jnp.where(valid, s, 0.0))                    # a small [span, nb] scatter
+        return add_rows(acc, first, block)
 
-    init = jnp.zeros((padded_rows(n, nb, batch_size), nb), jnp.float32)
     return perturbation_accumulate(model_fn, score_fn, params, x, y, nb, sample, apply,
-                                   contribution, init, batch_size=batch_size)[:n]
+                                   contribution, jnp.zeros((rows, nb), jnp.float32),
+                                   batch_size=batch_size)[:n]
 
 
 def scores(model_fn, score_fn, params, x, y, *, batch_size) -> Float[Array, " N"]:
     """The explained score of each unperturbed input, chunked."""
     n = x.shape[0]
+    span, rows = accumulator_rows(n, 1, batch_size)
     out = perturbation_accumulate(
         model_fn, score_fn, params, x, y, 1, _no_sample, lambda xi, aux: xi,
-        lambda c, n0, p, s, aux, valid: add_rows(c, n0, s[:, 0]),
-        jnp.zeros((padded_rows(n, 1, batch_size),), jnp.float32), batch_size=batch_size)
+        lambda c, first, idx, p, s, aux, valid: add_items(c, first, idx - first,
+                                                          jnp.where(valid, s, 0.0), span),
+        jnp.zeros((rows,), jnp.float32), batch_size=batch_size)
     return out[:n]
 
 

@@ -4,9 +4,14 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from xjax._internal.batching import add_rows, padded_rows, slice_rows
+from xjax._internal.batching import add_rows, per_input, slice_rows
 from xjax._internal.validate import check_positive_int
-from xjax.attributions._common import check_batch_size, guarded, perturbation_accumulate
+from xjax.attributions._common import (
+    accumulator_rows,
+    check_batch_size,
+    guarded,
+    perturbation_accumulate,
+)
 from xjax.attributions._score import logit
 from xjax.typing import Explainer, ModelFn, ScoreFn
 
@@ -73,22 +78,25 @@ def occlusion(model_fn: ModelFn, *, patch_size: int | tuple[int, int] = 3,
             return jnp.where(m[..., None], jnp.asarray(occlusion_value, xi.dtype), xi)
 
         # The unoccluded score runs in the same blocks as the patches (perturbation 0, no
-        # separate small model call). Blocks visit each input's perturbations in order, so the
-        # block holding perturbation 0 of an input comes first and stores its score in ``base``
-        # for that input's later blocks (when its patches span several blocks).
+        # separate small model call). Items visit each input's perturbations in order, so
+        # perturbation 0 of an input comes first: its score is taken in its own block and kept
+        # in ``base`` for that input's later blocks (when its patches span several).
         n = x.shape[0]
-        n_rows = padded_rows(n, 1 + nh * nw, batch_size)
+        span, n_rows = accumulator_rows(n, 1 + nh * nw, batch_size)
 
-        def contribution(carry, n0, p, s, masks, valid):
-            total, count, base = carry                 # s: [n_c, s_c], masks: [s_c, H, W]
-            n_c = s.shape[0]
-            own = jnp.where(p[0] == 0, s[:, 0], slice_rows(base, n0, n_c))
+        def contribution(carry, first, idx, p, s, masks, valid):
+            total, count, base = carry          # s: [B], masks: [B, H, W]
+            k = idx - first
+            unoccluded = valid & (p == 0)
+            here = per_input(k, jnp.where(unoccluded, s, 0.0), span)
+            own = jnp.where(per_input(k, unoccluded.astype(jnp.float32), span) > 0, here,
+                            slice_rows(base, first, span))
             use = valid & (p > 0)
-            drop = jnp.where(use[None, :], own[:, None] - s, 0.0)
+            drop = jnp.where(use, jnp.take(own, k) - s, 0.0)
             m = masks.astype(jnp.float32) * use[:, None, None].astype(jnp.float32)
-            return (add_rows(total, n0, jnp.einsum("ns,shw->nhw", drop, m)),
-                    add_rows(count, n0, jnp.broadcast_to(m.sum(0), (n_c, h, w))),
-                    jax.lax.dynamic_update_slice_in_dim(base, own, n0, axis=0))
+            return (add_rows(total, first, per_input(k, drop[:, None, None] * m, span)),
+                    add_rows(count, first, per_input(k, m, span)),
+                    jax.lax.dynamic_update_slice_in_dim(base, own, first, axis=0))
 
         init = (jnp.zeros((n_rows, h, w), jnp.float32), jnp.zeros((n_rows, h, w), jnp.float32),
                 jnp.zeros((n_rows,), jnp.float32))

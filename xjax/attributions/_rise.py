@@ -6,9 +6,15 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from xjax._internal.batching import add_rows, padded_rows
+from xjax._internal.batching import add_items
 from xjax._internal.validate import check_positive_int
-from xjax.attributions._common import check_batch_size, check_key, guarded, perturbation_accumulate
+from xjax.attributions._common import (
+    accumulator_rows,
+    check_batch_size,
+    check_key,
+    guarded,
+    perturbation_accumulate,
+)
 from xjax.attributions._score import logit
 from xjax.typing import Explainer, ModelFn, ScoreFn
 
@@ -79,11 +85,12 @@ def rise(model_fn: ModelFn, *, nb_samples: int = 4000, grid_size: int = 7,
             m = m.astype(xi.dtype)[..., None]
             return xi * m + mask_value * (1.0 - m)
 
-        def contribution(acc, n0, p, s, masks, valid):
-            s = jnp.where(valid[None, :], s, 0.0)
-            return add_rows(acc, n0, jnp.einsum("ns,shw->nhw", s, masks))
+        span, rows = accumulator_rows(n, nb_samples, batch_size)
 
-        rows = padded_rows(n, nb_samples, batch_size)
+        def contribution(acc, first, idx, p, s, masks, valid):
+            s = jnp.where(valid, s, 0.0)
+            return add_items(acc, first, idx - first, s[:, None, None] * masks, span)
+
         acc = perturbation_accumulate(model_fn, score_fn, params, x, y, nb_samples, sample,
                                       apply, contribution, jnp.zeros((rows, h, w), jnp.float32),
                                       batch_size=batch_size)
