@@ -26,6 +26,21 @@ def timed(fn, *args, repeats: int, reduce=statistics.median) -> float:
     return reduce(out)
 
 
+def timed_alternating(calls, *, repeats: int, reduce=statistics.median) -> list[float]:
+    """Median (or ``reduce``) seconds of each ``(fn, args)`` in ``calls``, timed in turn within
+    every repeat (after one untimed run of each), so that a machine whose speed drifts during a
+    run (clock, caches, a neighbour) slows them alike and their ratio stays meaningful."""
+    for fn, args in calls:
+        jax.block_until_ready(fn(*args))
+    out = [[] for _ in calls]
+    for _ in range(repeats):
+        for times, (fn, args) in zip(out, calls, strict=True):
+            t = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            times.append(time.perf_counter() - t)
+    return [reduce(times) for times in out]
+
+
 def provenance() -> dict:
     """The command, commit, date, machine and JAX version a results file records."""
     try:

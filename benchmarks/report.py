@@ -107,7 +107,10 @@ def peers_block(paths: list[str]) -> str:
               "calls: the method's time over its model calls' own time at the images per call the "
               "method's blocks hold (forward+backward to the input for gradient methods, forward "
               "for perturbation methods; one image at a time for a one-call method on one "
-              "image)."]
+              "image): the faster of up to 16 such calls in a row and the same calls in a scan "
+              "like the method's blocks (so the ratio bounds the overhead from above), each timed "
+              "in turn with the method within every repeat so that the machine's drift during a "
+              "run slows all alike."]
     return "\n".join(lines)
 
 
