@@ -80,14 +80,13 @@ def peers_block(paths: list[str]) -> str:
                       f"{len(m['rows'])} methods on this network."]
             below = [k for k, v in m["rows"].items() if v["overhead_ratio"] < 0.9]
             if below:
-                why = (["Grad-CAM backpropagates to the last convolution only"]
-                       if "grad_cam" in below else []) + \
-                      (["for the others XLA compiled the standalone call slower than the same "
-                        "call inside the method"] if set(below) - {"grad_cam"} else [])
+                why = (["Grad-CAM backpropagates to the last convolution only, not to the "
+                        "input"] if "grad_cam" in below else []) + \
+                      (["for the others XLA compiled the method's blocks faster than the same "
+                        "calls alone or in a bare scan"] if set(below) - {"grad_cam"} else [])
                 lines[-1] += (f" Model-call ratios below 0.9 ({', '.join(below)}): the method ran "
-                              f"faster than its model calls timed alone, a separately compiled "
-                              f"program at the same images per call ({'; '.join(why)}), so "
-                              f"these ratios show no overhead rather than measure it.")
+                              f"faster than its model calls ({'; '.join(why)}), so these ratios "
+                              f"show no overhead rather than measure it.")
             live_rows = {k: v for k, v in m["rows"].items() if v.get("vs_captum") is not None}
             if live_rows:
                 beat = sum(v["vs_captum"] >= 1 for v in live_rows.values())
