@@ -6,7 +6,8 @@
 Blocks: README's "Speed against Captum and Xplique" (every ``benchmarks/results/peers_*.json``,
 from benchmarks/peers.py, in file-name order) and its Lens build time
 (``benchmarks/results/lens_lite0_cpu.json``, from benchmarks/lens.py); docs/benchmarks.md's
-measured batch sizes (``benchmarks/results/tune_cpu.json``, from benchmarks/tune.py).
+measured batch sizes (``benchmarks/results/tune_cpu.json``, from benchmarks/tune.py) and XLA:CPU
+flags (``benchmarks/results/xla_flags_cpu.json``, from benchmarks/xla_flags.py).
 """
 
 import argparse
@@ -243,6 +244,23 @@ def cli_block(path: str) -> str:
     return "\n".join(lines)
 
 
+def xla_flags_block(path: str) -> str:
+    with open(path) as f:
+        r = json.load(f)
+    base, off = (r["variants"][k]["networks"] for k in ("default", "ynn_fusions_off"))
+    lines = [f"{_provenance(r['provenance'], path)}. Milliseconds per image, XLA:CPU's defaults "
+             f"-> `{r['variants']['ynn_fusions_off']['xla_flags']}` (speed-up):", "",
+             "| network | batch | forward | forward+backward (input gradient) |", "|---|---|---|---|"]
+    for net, rows in base.items():
+        for b, row in rows.items():
+            cells = []
+            for k in ("forward_ms_per_img", "forward_backward_ms_per_img"):
+                a, c = row[k], off[net][b][k]
+                cells.append(f"{a:.3g} -> {c:.3g} ({a / c:.2f}x)")
+            lines.append(f"| {net} | {b} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
 def blocks() -> dict[str, tuple[str, str]]:
     """``{marker name: (file, generated text)}``."""
     out = {}
@@ -261,6 +279,9 @@ def blocks() -> dict[str, tuple[str, str]]:
     cli = os.path.join(RESULTS, "cli_cpu.json")
     if os.path.exists(cli):
         out["cli"] = (os.path.join(ROOT, "docs", "cli.md"), cli_block(cli))
+    flags = os.path.join(RESULTS, "xla_flags_cpu.json")
+    if os.path.exists(flags):
+        out["xla_flags"] = (os.path.join(ROOT, "docs", "benchmarks.md"), xla_flags_block(flags))
     tune = os.path.join(RESULTS, "tune_cpu.json")
     if os.path.exists(tune):
         out["tune"] = (os.path.join(ROOT, "docs", "benchmarks.md"), tune_block(tune))
