@@ -92,9 +92,15 @@ def test_generated_blocks_come_from_their_results_files():
         "report", os.path.join(ROOT, "benchmarks", "report.py"))
     report = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(report)
-    assert set(report.blocks()) == {"peers", "lens", "tune", "layers", "cli", "stem"}
+    assert set(report.blocks()) == {"peers", "lens", "tune", "layers", "cli", "stem",
+                                    "xla_flags"}
     assert report.main(["--check"]) == 0, "run python benchmarks/report.py"
     with open(os.path.join(ROOT, "README.md")) as f:
         text = f.read()
     block = text[text.index(report.markers("peers")[0]):text.index(report.markers("peers")[1])]
     assert "| integrated_gradients |" in block and "Reference: issue 25" in block
+    with open(os.path.join(ROOT, "benchmarks", "results", "xla_flags_cpu.json")) as f:
+        flags = json.load(f)
+    cnn = flags["variants"]["default"]["networks"]["cnn"]["64"]["forward_ms_per_img"]
+    with open(os.path.join(ROOT, "docs", "benchmarks.md")) as f:
+        assert f"| cnn | 64 | {cnn:.3g} -> " in f.read()   # a row read back from its file
