@@ -135,6 +135,19 @@ def test_per_input_sums_items_per_input_and_keeps_nan_in_its_row(offsets, span):
     np.testing.assert_array_equal(np.asarray(acc)[:2], 1.0)
 
 
+def test_per_input_builds_no_items_by_inputs_temporary():
+    """64 items over 32 inputs of 64 x 64 values: the compiled sum needs no temporary as large
+    as the values (a masked sum over items materializes 32 x 64 x 64 x 64 floats, 32 MB)."""
+    offsets = jnp.repeat(jnp.arange(32, dtype=jnp.int32), 2)
+    values = jnp.ones((64, 64, 64), jnp.float32)
+    compiled = jax.jit(per_input, static_argnums=2).lower(offsets, values, 32).compile()
+    memory = compiled.memory_analysis()
+    if memory is None:
+        pytest.skip("this backend reports no memory analysis")
+    assert memory.temp_size_in_bytes < values.nbytes
+    np.testing.assert_array_equal(compiled(offsets, values), np.full((32, 64, 64), 2.0))
+
+
 def test_perturbation_blocks_span_inputs_and_run_at_the_full_batch():
     """3 images x 10 RISE masks at batch_size=8: 30 items in ceil(30 / 8) = 4 model calls of 8
     images (blocks cut across images), the same map as one unblocked call."""

@@ -177,15 +177,12 @@ def add_rows(acc: jax.Array, start: jax.Array, update: jax.Array) -> jax.Array:
 
 def per_input(offsets: jax.Array, values: jax.Array, span: int) -> jax.Array:
     """``out[k] = sum of values[i] over the items with offsets[i] == k``, for ``k < span``:
-    a block's per-item values summed per input (``offsets = n - first``). Each row is a masked
-    sum over the block's items, not a scatter (slow on XLA:CPU) nor a one-hot product (which
-    would spread one item's NaN to every row): a non-finite value stays in its own input's row.
-    Padding items must carry zeros."""
-    if offsets.shape[0] == span:          # one item per input (P = 1): the items are the rows
-        return values
-    sel = offsets[None, :] == jnp.arange(span, dtype=offsets.dtype)[:, None]       # [span, B]
-    sel = sel.reshape(sel.shape + (1,) * (values.ndim - 1))
-    return jnp.where(sel, values[None], jnp.zeros((), values.dtype)).sum(axis=1)
+    a block's per-item values summed per input (``offsets = n - first``, sorted, as items are
+    input-major). A sorted ``segment_sum``: a non-finite value stays in its own input's row (a
+    one-hot product would spread it to every row), and nothing of size ``span x B`` is built
+    (a masked sum over the items was 80x slower with a ``span x B`` temporary of 38 MB for 32
+    ResNet-sized images). Padding items must carry zeros."""
+    return jax.ops.segment_sum(values, offsets, num_segments=span, indices_are_sorted=True)
 
 
 def add_items(acc: jax.Array, first: jax.Array, offsets: jax.Array, values: jax.Array,
