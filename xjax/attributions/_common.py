@@ -142,7 +142,7 @@ def gradient_moments(model_fn, score_fn, params, x: Float[Array, "N H W C"], y,
     stays in its own row).
     """
     n, nb = x.shape[0], weights.shape[0]
-    _, _, span, rows = item_layout(n, nb, batch_size)
+    span, rows = accumulator_rows(n, nb, batch_size)
     zeros = jnp.zeros((rows,) + x.shape[1:], x.dtype)
     acc = (zeros, zeros) if second else (zeros,)
 

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from xjax._internal.batching import add_rows, per_input, slice_rows
+from xjax._internal.batching import add_items, per_input, slice_rows
 from xjax._internal.validate import check_positive_int
 from xjax.attributions._common import (
     accumulator_rows,
@@ -85,24 +85,29 @@ def occlusion(model_fn: ModelFn, *, patch_size: int | tuple[int, int] = 3,
         span, n_rows = accumulator_rows(n, 1 + nh * nw, batch_size)
 
         def contribution(carry, first, idx, p, s, masks, valid):
-            total, count, base = carry          # s: [B], masks: [B, H, W]
+            total, base = carry                 # s: [B], masks: [B, H, W]
             k = idx - first
             unoccluded = valid & (p == 0)
             here = per_input(k, jnp.where(unoccluded, s, 0.0), span)
             own = jnp.where(per_input(k, unoccluded.astype(jnp.float32), span) > 0, here,
                             slice_rows(base, first, span))
-            use = valid & (p > 0)
-            drop = jnp.where(use, jnp.take(own, k) - s, 0.0)
-            m = masks.astype(jnp.float32) * use[:, None, None].astype(jnp.float32)
-            return (add_rows(total, first, per_input(k, drop[:, None, None] * m, span)),
-                    add_rows(count, first, per_input(k, m, span)),
+            drop = jnp.where(valid & (p > 0), jnp.take(own, k) - s, 0.0)
+            return (add_items(total, first, k, drop[:, None, None] * masks.astype(jnp.float32),
+                              span),
                     jax.lax.dynamic_update_slice_in_dim(base, own, first, axis=0))
 
-        init = (jnp.zeros((n_rows, h, w), jnp.float32), jnp.zeros((n_rows, h, w), jnp.float32),
-                jnp.zeros((n_rows,), jnp.float32))
-        total, count, _ = perturbation_accumulate(model_fn, score_fn, params, x, y, 1 + nh * nw,
-                                                  patch_mask, apply, contribution, init,
-                                                  batch_size=batch_size)
-        return (total / jnp.maximum(count, 1.0))[:n]
+        init = (jnp.zeros((n_rows, h, w), jnp.float32), jnp.zeros((n_rows,), jnp.float32))
+        total, _ = perturbation_accumulate(model_fn, score_fn, params, x, y, 1 + nh * nw,
+                                           patch_mask, apply, contribution, init,
+                                           batch_size=batch_size)
+        # patches covering each pixel: windows are row windows x column windows, so the count is
+        # the outer product of the two axes' counts (the same for every input)
+        def cover(n_pos, step, length, at):
+            starts = jnp.arange(n_pos)[:, None] * step
+            return ((at[None, :] >= starts) & (at[None, :] < starts + length)).sum(0)
+
+        count = (cover(nh, stride[0], size[0], jnp.arange(h))[:, None]
+                 * cover(nw, stride[1], size[1], jnp.arange(w))[None, :]).astype(jnp.float32)
+        return total[:n] / jnp.maximum(count, 1.0)[None]
 
     return explainer
